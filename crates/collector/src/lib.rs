@@ -1,0 +1,16 @@
+//! lasthop's collector: OTLP in (gRPC and HTTP), a write-ahead log that makes
+//! every acknowledged span durable, a tantivy span index behind it, and a
+//! Jaeger-shaped HTTP query API.
+//!
+//! The data flow is described in `ARCHITECTURE.md`; the write path's
+//! guarantees in [`pipeline`]; the on-disk log in [`wal`].
+
+pub mod normalize;
+pub mod pipeline;
+pub mod stats;
+pub mod store;
+pub mod wal;
+
+pub use pipeline::{AcceptError, OpenError, Pipeline, PipelineOptions};
+pub use stats::StatsSnapshot;
+pub use store::{SpanQuery, SpanStore, StoreError};

@@ -1,0 +1,322 @@
+//! OTLP span (with its resource) -> [`SpanRecord`].
+//!
+//! Attributes with a field of their own are lifted into it, trying the
+//! current OpenTelemetry name, then lasthop's, then the older names SDKs and
+//! agents still send. A lifted attribute leaves `attributes`; one whose value
+//! does not parse (a queue id of `"abc"`) stays there. Spans without a valid
+//! trace or span id are rejected and counted (OTLP partial success).
+
+use lasthop_vocab::{
+    AttrValue, Attribute, Hop, SpanEvent, SpanKind, SpanLink, SpanRecord, StatusCode, attr,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::Span;
+
+/// The spans of one request, normalized, and what had to be refused.
+#[derive(Debug, Default)]
+pub struct Normalized {
+    pub records: Vec<SpanRecord>,
+    /// Spans refused (bad ids); reported through OTLP partial success.
+    pub rejected: u64,
+    /// The first reason a span was refused, for the partial-success message.
+    pub first_reason: Option<String>,
+}
+
+/// Normalizes every span of an export request.
+pub fn normalize_request(request: &ExportTraceServiceRequest) -> Normalized {
+    let mut out = Normalized::default();
+    for resource_spans in &request.resource_spans {
+        let resource_attrs: &[KeyValue] = resource_spans
+            .resource
+            .as_ref()
+            .map(|r| r.attributes.as_slice())
+            .unwrap_or(&[]);
+        let mut service = String::from("unknown_service");
+        let mut resource = Vec::new();
+        for kv in resource_attrs {
+            let value = convert_value(kv.value.as_ref());
+            match (kv.key.as_str(), &value) {
+                (attr::SERVICE_NAME, AttrValue::Str(s)) => service = s.clone(),
+                _ => resource.push(Attribute::new(kv.key.clone(), value)),
+            }
+        }
+        for scope_spans in &resource_spans.scope_spans {
+            for span in &scope_spans.spans {
+                match normalize_span(span, &service, &resource) {
+                    Ok(record) => out.records.push(record),
+                    Err(reason) => {
+                        out.rejected += 1;
+                        out.first_reason.get_or_insert(reason);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Normalizes one span; `Err` carries why it was refused.
+pub fn normalize_span(
+    span: &Span,
+    service: &str,
+    resource: &[Attribute],
+) -> Result<SpanRecord, String> {
+    let trace_id = id_hex(&span.trace_id, 16)
+        .ok_or_else(|| format!("span {:?} has an invalid trace id", span.name))?;
+    let span_id = id_hex(&span.span_id, 8)
+        .ok_or_else(|| format!("span {:?} has an invalid span id", span.name))?;
+    let parent_span_id = id_hex(&span.parent_span_id, 8);
+    let status = span.status.as_ref();
+
+    let mut lifter = Lifter {
+        attrs: span
+            .attributes
+            .iter()
+            .map(|kv| {
+                Some(Attribute::new(
+                    kv.key.clone(),
+                    convert_value(kv.value.as_ref()),
+                ))
+            })
+            .collect(),
+    };
+    let hop = lifter.take(&[attr::HOP], |v| v.as_str()?.parse::<Hop>().ok());
+    let operation = lifter.peek(
+        &[
+            attr::MESSAGING_OPERATION_TYPE,
+            attr::legacy::MESSAGING_OPERATION,
+        ],
+        |v| v.as_str().map(str::to_owned),
+    );
+    let hop = hop.or_else(|| operation.as_deref().and_then(hop_of_operation));
+    let message_id = lifter.take(
+        &[
+            attr::MESSAGING_MESSAGE_ID,
+            attr::legacy::MESSAGING_MESSAGE_ID,
+        ],
+        |v| v.scalar_text().filter(|s| !s.is_empty()),
+    );
+    let keys = lifter
+        .take(
+            &[
+                attr::MESSAGING_ROCKETMQ_MESSAGE_KEYS,
+                attr::MESSAGING_KAFKA_MESSAGE_KEY,
+            ],
+            |v| Some(split_keys(v)),
+        )
+        .unwrap_or_default();
+    let topic = lifter.take(
+        &[
+            attr::MESSAGING_DESTINATION_NAME,
+            attr::legacy::MESSAGING_DESTINATION,
+        ],
+        |v| v.as_str().map(str::to_owned),
+    );
+    let queue_id = lifter.take(
+        &[
+            attr::MESSAGING_DESTINATION_PARTITION_ID,
+            attr::legacy::MESSAGING_KAFKA_PARTITION,
+        ],
+        |v| v.as_u64().and_then(|n| u32::try_from(n).ok()),
+    );
+    let queue_offset = lifter.take(
+        &[
+            attr::QUEUE_OFFSET,
+            attr::MESSAGING_KAFKA_OFFSET,
+            attr::legacy::MESSAGING_KAFKA_MESSAGE_OFFSET,
+        ],
+        AttrValue::as_u64,
+    );
+    let group = lifter.take(
+        &[
+            attr::MESSAGING_CONSUMER_GROUP_NAME,
+            attr::legacy::MESSAGING_ROCKETMQ_CLIENT_GROUP,
+            attr::legacy::MESSAGING_KAFKA_CONSUMER_GROUP,
+        ],
+        |v| v.as_str().map(str::to_owned),
+    );
+    let broker = lifter.take(&[attr::BROKER], |v| v.as_str().map(str::to_owned));
+    let epoch = lifter.take(&[attr::BROKER_EPOCH], AttrValue::as_u64);
+    let commitlog_offset = lifter.take(&[attr::COMMITLOG_OFFSET], AttrValue::as_u64);
+    let commitlog_size = lifter.take(&[attr::COMMITLOG_SIZE], AttrValue::as_u64);
+    let range_start = lifter.take(&[attr::RANGE_START], AttrValue::as_u64);
+    let range_end = lifter.take(&[attr::RANGE_END], AttrValue::as_u64);
+    let error_type = lifter.take(&[attr::ERROR_TYPE], |v| v.scalar_text());
+
+    let events: Vec<SpanEvent> = span
+        .events
+        .iter()
+        .map(|e| SpanEvent {
+            time_ns: e.time_unix_nano,
+            name: e.name.clone(),
+            attributes: convert_attributes(&e.attributes),
+        })
+        .collect();
+    let status_code = StatusCode::from_otlp(status.map_or(0, |s| s.code));
+    let error_type = error_type.or_else(|| {
+        (status_code == StatusCode::Error)
+            .then(|| exception_type(&events))
+            .flatten()
+    });
+
+    Ok(SpanRecord {
+        trace_id,
+        span_id,
+        parent_span_id,
+        links: span
+            .links
+            .iter()
+            .filter_map(|l| {
+                Some(SpanLink {
+                    trace_id: id_hex(&l.trace_id, 16)?,
+                    span_id: id_hex(&l.span_id, 8)?,
+                })
+            })
+            .collect(),
+        service: service.to_owned(),
+        name: span.name.clone(),
+        kind: SpanKind::from_otlp(span.kind),
+        start_ns: span.start_time_unix_nano,
+        end_ns: span.end_time_unix_nano,
+        status: status_code,
+        status_message: status.map(|s| s.message.clone()).filter(|m| !m.is_empty()),
+        error_type,
+        hop,
+        message_id,
+        keys,
+        topic,
+        queue_id,
+        broker,
+        epoch,
+        commitlog_offset,
+        commitlog_size,
+        queue_offset,
+        range_start,
+        range_end,
+        group,
+        attributes: lifter.attrs.into_iter().flatten().collect(),
+        resource: resource.to_vec(),
+        events,
+    })
+}
+
+/// The hop an OpenTelemetry messaging operation stands for.
+pub fn hop_of_operation(operation: &str) -> Option<Hop> {
+    match operation {
+        "send" | "publish" | "create" => Some(Hop::Send),
+        "receive" => Some(Hop::Receive),
+        "process" | "deliver" => Some(Hop::Process),
+        "settle" => Some(Hop::Settle),
+        _ => None,
+    }
+}
+
+/// Span attributes not yet lifted into a field.
+struct Lifter {
+    attrs: Vec<Option<Attribute>>,
+}
+
+impl Lifter {
+    /// The first attribute under one of `keys` (in that order) whose value
+    /// `parse` accepts, removed from the remaining attributes.
+    fn take<T>(&mut self, keys: &[&str], parse: impl Fn(&AttrValue) -> Option<T>) -> Option<T> {
+        let (index, value) = self.find(keys, parse)?;
+        self.attrs[index] = None;
+        Some(value)
+    }
+
+    /// Like `take`, but the attribute stays.
+    fn peek<T>(&self, keys: &[&str], parse: impl Fn(&AttrValue) -> Option<T>) -> Option<T> {
+        self.find(keys, parse).map(|(_, value)| value)
+    }
+
+    fn find<T>(
+        &self,
+        keys: &[&str],
+        parse: impl Fn(&AttrValue) -> Option<T>,
+    ) -> Option<(usize, T)> {
+        keys.iter().find_map(|key| {
+            self.attrs.iter().enumerate().find_map(|(i, a)| {
+                let a = a.as_ref().filter(|a| a.key == *key)?;
+                parse(&a.value).map(|v| (i, v))
+            })
+        })
+    }
+}
+
+/// Keys arrive as a string array, or as one string of space-separated keys.
+fn split_keys(value: &AttrValue) -> Vec<String> {
+    value
+        .to_strings()
+        .iter()
+        .flat_map(|s| s.split_whitespace())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn exception_type(events: &[SpanEvent]) -> Option<String> {
+    events
+        .iter()
+        .filter(|e| e.name == "exception")
+        .find_map(|e| e.attributes.iter().find(|a| a.key == attr::EXCEPTION_TYPE))
+        .and_then(|a| a.value.scalar_text())
+}
+
+/// Lowercase hex of an id of `len` bytes; `None` if the length is wrong or it is all zero.
+fn id_hex(bytes: &[u8], len: usize) -> Option<String> {
+    if bytes.len() != len || bytes.iter().all(|b| *b == 0) {
+        return None;
+    }
+    Some(hex(bytes))
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    s
+}
+
+pub(crate) fn convert_attributes(kvs: &[KeyValue]) -> Vec<Attribute> {
+    kvs.iter()
+        .map(|kv| Attribute::new(kv.key.clone(), convert_value(kv.value.as_ref())))
+        .collect()
+}
+
+fn convert_value(value: Option<&AnyValue>) -> AttrValue {
+    use any_value::Value;
+    match value.and_then(|v| v.value.as_ref()) {
+        None => AttrValue::Str(String::new()),
+        Some(Value::StringValue(s)) => AttrValue::Str(s.clone()),
+        Some(Value::BoolValue(b)) => AttrValue::Bool(*b),
+        Some(Value::IntValue(i)) => AttrValue::Int(*i),
+        Some(Value::DoubleValue(d)) => AttrValue::Double(*d),
+        Some(Value::ArrayValue(a)) => {
+            AttrValue::Array(a.values.iter().map(|v| convert_value(Some(v))).collect())
+        }
+        Some(Value::BytesValue(b)) => AttrValue::Str(hex(b)),
+        // An index into a profile's string table; meaningless without it.
+        Some(Value::StringValueStrindex(i)) => AttrValue::Int(i64::from(*i)),
+        Some(Value::KvlistValue(list)) => {
+            let map: serde_json::Map<String, serde_json::Value> = list
+                .values
+                .iter()
+                .map(|kv| {
+                    let v = serde_json::to_value(convert_value(kv.value.as_ref()))
+                        .unwrap_or(serde_json::Value::Null);
+                    (kv.key.clone(), v)
+                })
+                .collect();
+            AttrValue::Str(serde_json::Value::Object(map).to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "normalize_tests.rs"]
+mod tests;

@@ -5,12 +5,18 @@
 //! The data flow is described in `ARCHITECTURE.md`; the write path's
 //! guarantees in [`pipeline`]; the on-disk log in [`wal`].
 
+pub mod api;
+pub mod messages;
 pub mod normalize;
+pub mod otlp;
+pub mod otlp_json;
 pub mod pipeline;
+pub mod server;
 pub mod stats;
 pub mod store;
 pub mod wal;
 
 pub use pipeline::{AcceptError, OpenError, Pipeline, PipelineOptions};
+pub use server::{CollectorConfig, RunningCollector, StartError};
 pub use stats::StatsSnapshot;
 pub use store::{SpanQuery, SpanStore, StoreError};

@@ -334,6 +334,19 @@ impl Pipeline {
             .map_err(AcceptError::Wal)
     }
 
+    /// Waits until the index backlog is at most half the limit, so a bulk
+    /// loader can go on without being refused. Returns false on timeout or failure.
+    pub fn wait_for_room(&self, timeout: Duration) -> bool {
+        let reserved = self.shared.reserved.load(Ordering::Acquire);
+        let target = reserved.saturating_sub(self.options.max_backlog_bytes / 2);
+        self.wait_indexed(target, timeout)
+    }
+
+    /// The LSN that covers every batch accepted so far.
+    pub fn accepted_lsn(&self) -> Lsn {
+        self.shared.reserved.load(Ordering::Acquire)
+    }
+
     /// Waits until everything up to `lsn` is indexed and searchable.
     /// Returns false on timeout or pipeline failure.
     pub fn wait_indexed(&self, lsn: Lsn, timeout: Duration) -> bool {

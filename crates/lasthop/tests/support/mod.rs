@@ -1,0 +1,147 @@
+//! Helpers for tests that run the real `lasthop` binary.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+pub fn lasthop() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lasthop"))
+}
+
+/// A `lasthop collector` process on free loopback ports.
+pub struct CollectorProcess {
+    pub child: Child,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub api: SocketAddr,
+}
+
+impl CollectorProcess {
+    /// Starts the collector and waits for its "listening" line.
+    pub fn start(data: &Path) -> CollectorProcess {
+        let mut child = lasthop()
+            .args([
+                "collector",
+                "--otlp-grpc",
+                "127.0.0.1:0",
+                "--otlp-http",
+                "127.0.0.1:0",
+                "--api",
+                "127.0.0.1:0",
+            ])
+            .arg("--data")
+            .arg(data)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn lasthop collector");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "lasthop collector: otlp grpc A | otlp http B | api http://C"
+        let addrs: Vec<SocketAddr> = line
+            .split(|c: char| c.is_whitespace() || c == '|')
+            .filter_map(|w| w.trim_start_matches("http://").parse().ok())
+            .collect();
+        assert_eq!(addrs.len(), 3, "unexpected banner {line:?}");
+        CollectorProcess {
+            child,
+            grpc: addrs[0],
+            http: addrs[1],
+            api: addrs[2],
+        }
+    }
+
+    /// SIGTERM, then wait: the graceful path.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for CollectorProcess {
+    /// A failing test must not leave a collector running.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn s(v: &str) -> AnyValue {
+    AnyValue {
+        value: Some(any_value::Value::StringValue(v.into())),
+    }
+}
+
+/// A request of `spans` spans in one trace whose id encodes `trace_no`.
+pub fn request(trace_no: u64, spans: u64) -> ExportTraceServiceRequest {
+    let mut trace_id = vec![0xab; 8];
+    trace_id.extend_from_slice(&trace_no.to_be_bytes());
+    let spans = (0..spans)
+        .map(|i| Span {
+            trace_id: trace_id.clone(),
+            span_id: (i + 1).to_be_bytes().to_vec(),
+            name: "order_paid send".into(),
+            kind: 4,
+            start_time_unix_nano: 1_700_000_000_000_000_000 + trace_no * 1000 + i,
+            end_time_unix_nano: 1_700_000_000_000_000_000 + trace_no * 1000 + i + 1,
+            attributes: vec![
+                KeyValue {
+                    key: "messaging.message.id".into(),
+                    value: Some(s(&format!("M{trace_no}-{i}"))),
+                    ..Default::default()
+                },
+                KeyValue {
+                    key: "lasthop.hop".into(),
+                    value: Some(s("send")),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(s("crash-test")),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// Trace id hex of `request(trace_no, _)`.
+pub fn trace_hex(trace_no: u64) -> String {
+    format!("{}{:016x}", "ab".repeat(8), trace_no)
+}

@@ -183,7 +183,7 @@ pub fn parse_duration_ns(text: &str) -> Option<u64> {
         "h" => 3600e9,
         _ => return None,
     };
-    (number >= 0.0).then(|| (number * scale) as u64)
+    (number >= 0.0).then_some((number * scale) as u64)
 }
 
 #[cfg(test)]

@@ -22,10 +22,11 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         let mut batch: Vec<SpanRecord> = Vec::new();
         let mut failure: Option<AcceptError> = None;
         let mut flush = |batch: &mut Vec<SpanRecord>| {
-            if failure.is_none() && !batch.is_empty() {
-                if let Err(e) = accept(&pipeline, std::mem::take(batch)) {
-                    failure = Some(e);
-                }
+            if failure.is_none()
+                && !batch.is_empty()
+                && let Err(e) = accept(&pipeline, std::mem::take(batch))
+            {
+                failure = Some(e);
             }
         };
         let read = otlp_json::read_file(path, |records| {

@@ -23,26 +23,21 @@ pub struct Normalized {
     pub first_reason: Option<String>,
 }
 
-/// Normalizes every span of an export request.
-pub fn normalize_request(request: &ExportTraceServiceRequest) -> Normalized {
+/// Normalizes every span of an export request, taking its strings rather than copying them.
+pub fn normalize_request(request: ExportTraceServiceRequest) -> Normalized {
     let mut out = Normalized::default();
-    for resource_spans in &request.resource_spans {
-        let resource_attrs: &[KeyValue] = resource_spans
-            .resource
-            .as_ref()
-            .map(|r| r.attributes.as_slice())
-            .unwrap_or(&[]);
+    for resource_spans in request.resource_spans {
+        let resource_attrs = resource_spans.resource.map(|r| r.attributes).unwrap_or_default();
         let mut service = String::from("unknown_service");
         let mut resource = Vec::new();
         for kv in resource_attrs {
-            let value = convert_value(kv.value.as_ref());
-            match (kv.key.as_str(), &value) {
-                (attr::SERVICE_NAME, AttrValue::Str(s)) => service = s.clone(),
-                _ => resource.push(Attribute::new(kv.key.clone(), value)),
+            match (kv.key.as_str(), convert_value(kv.value)) {
+                (attr::SERVICE_NAME, AttrValue::Str(s)) => service = s,
+                (_, value) => resource.push(Attribute::new(kv.key, value)),
             }
         }
-        for scope_spans in &resource_spans.scope_spans {
-            for span in &scope_spans.spans {
+        for scope_spans in resource_spans.scope_spans {
+            for span in scope_spans.spans {
                 match normalize_span(span, &service, &resource) {
                     Ok(record) => out.records.push(record),
                     Err(reason) => {
@@ -58,7 +53,7 @@ pub fn normalize_request(request: &ExportTraceServiceRequest) -> Normalized {
 
 /// Normalizes one span; `Err` carries why it was refused.
 pub fn normalize_span(
-    span: &Span,
+    span: Span,
     service: &str,
     resource: &[Attribute],
 ) -> Result<SpanRecord, String> {
@@ -67,18 +62,13 @@ pub fn normalize_span(
     let span_id = id_hex(&span.span_id, 8)
         .ok_or_else(|| format!("span {:?} has an invalid span id", span.name))?;
     let parent_span_id = id_hex(&span.parent_span_id, 8);
-    let status = span.status.as_ref();
+    let status = span.status;
 
     let mut lifter = Lifter {
         attrs: span
             .attributes
-            .iter()
-            .map(|kv| {
-                Some(Attribute::new(
-                    kv.key.clone(),
-                    convert_value(kv.value.as_ref()),
-                ))
-            })
+            .into_iter()
+            .map(|kv| Some(Attribute::new(kv.key, convert_value(kv.value))))
             .collect(),
     };
     let hop = lifter.take(&[attr::HOP], |v| v.as_str()?.parse::<Hop>().ok());
@@ -90,13 +80,8 @@ pub fn normalize_span(
         |v| v.as_str().map(str::to_owned),
     );
     let hop = hop.or_else(|| operation.as_deref().and_then(hop_of_operation));
-    let message_id = lifter.take(
-        &[
-            attr::MESSAGING_MESSAGE_ID,
-            attr::legacy::MESSAGING_MESSAGE_ID,
-        ],
-        |v| v.scalar_text().filter(|s| !s.is_empty()),
-    );
+    let message_id =
+        lifter.take_text(&[attr::MESSAGING_MESSAGE_ID, attr::legacy::MESSAGING_MESSAGE_ID]);
     let keys = lifter
         .take(
             &[
@@ -106,13 +91,8 @@ pub fn normalize_span(
             |v| Some(split_keys(v)),
         )
         .unwrap_or_default();
-    let topic = lifter.take(
-        &[
-            attr::MESSAGING_DESTINATION_NAME,
-            attr::legacy::MESSAGING_DESTINATION,
-        ],
-        |v| v.as_str().map(str::to_owned),
-    );
+    let topic =
+        lifter.take_text(&[attr::MESSAGING_DESTINATION_NAME, attr::legacy::MESSAGING_DESTINATION]);
     let queue_id = lifter.take(
         &[
             attr::MESSAGING_DESTINATION_PARTITION_ID,
@@ -128,32 +108,29 @@ pub fn normalize_span(
         ],
         AttrValue::as_u64,
     );
-    let group = lifter.take(
-        &[
-            attr::MESSAGING_CONSUMER_GROUP_NAME,
-            attr::legacy::MESSAGING_ROCKETMQ_CLIENT_GROUP,
-            attr::legacy::MESSAGING_KAFKA_CONSUMER_GROUP,
-        ],
-        |v| v.as_str().map(str::to_owned),
-    );
-    let broker = lifter.take(&[attr::BROKER], |v| v.as_str().map(str::to_owned));
+    let group = lifter.take_text(&[
+        attr::MESSAGING_CONSUMER_GROUP_NAME,
+        attr::legacy::MESSAGING_ROCKETMQ_CLIENT_GROUP,
+        attr::legacy::MESSAGING_KAFKA_CONSUMER_GROUP,
+    ]);
+    let broker = lifter.take_text(&[attr::BROKER]);
     let epoch = lifter.take(&[attr::BROKER_EPOCH], AttrValue::as_u64);
     let commitlog_offset = lifter.take(&[attr::COMMITLOG_OFFSET], AttrValue::as_u64);
     let commitlog_size = lifter.take(&[attr::COMMITLOG_SIZE], AttrValue::as_u64);
     let range_start = lifter.take(&[attr::RANGE_START], AttrValue::as_u64);
     let range_end = lifter.take(&[attr::RANGE_END], AttrValue::as_u64);
-    let error_type = lifter.take(&[attr::ERROR_TYPE], |v| v.scalar_text());
+    let error_type = lifter.take_text(&[attr::ERROR_TYPE]);
 
     let events: Vec<SpanEvent> = span
         .events
-        .iter()
+        .into_iter()
         .map(|e| SpanEvent {
             time_ns: e.time_unix_nano,
-            name: e.name.clone(),
-            attributes: convert_attributes(&e.attributes),
+            name: e.name,
+            attributes: convert_attributes(e.attributes),
         })
         .collect();
-    let status_code = StatusCode::from_otlp(status.map_or(0, |s| s.code));
+    let status_code = StatusCode::from_otlp(status.as_ref().map_or(0, |s| s.code));
     let error_type = error_type.or_else(|| {
         (status_code == StatusCode::Error)
             .then(|| exception_type(&events))
@@ -175,12 +152,12 @@ pub fn normalize_span(
             })
             .collect(),
         service: service.to_owned(),
-        name: span.name.clone(),
+        name: span.name,
         kind: SpanKind::from_otlp(span.kind),
         start_ns: span.start_time_unix_nano,
         end_ns: span.end_time_unix_nano,
         status: status_code,
-        status_message: status.map(|s| s.message.clone()).filter(|m| !m.is_empty()),
+        status_message: status.map(|s| s.message).filter(|m| !m.is_empty()),
         error_type,
         hop,
         message_id,
@@ -224,6 +201,19 @@ impl Lifter {
         let (index, value) = self.find(keys, parse)?;
         self.attrs[index] = None;
         Some(value)
+    }
+
+    /// The first non-empty scalar under one of `keys`, as text; a string is moved, not copied.
+    fn take_text(&mut self, keys: &[&str]) -> Option<String> {
+        let (index, ()) = self.find(keys, |v| match v {
+            AttrValue::Str(s) if s.is_empty() => None,
+            AttrValue::Array(_) => None,
+            _ => Some(()),
+        })?;
+        match self.attrs[index].take()?.value {
+            AttrValue::Str(s) => Some(s),
+            other => other.scalar_text(),
+        }
     }
 
     /// Like `take`, but the attribute stays.
@@ -282,34 +272,34 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
-pub(crate) fn convert_attributes(kvs: &[KeyValue]) -> Vec<Attribute> {
-    kvs.iter()
-        .map(|kv| Attribute::new(kv.key.clone(), convert_value(kv.value.as_ref())))
+pub(crate) fn convert_attributes(kvs: Vec<KeyValue>) -> Vec<Attribute> {
+    kvs.into_iter()
+        .map(|kv| Attribute::new(kv.key, convert_value(kv.value)))
         .collect()
 }
 
-fn convert_value(value: Option<&AnyValue>) -> AttrValue {
+fn convert_value(value: Option<AnyValue>) -> AttrValue {
     use any_value::Value;
-    match value.and_then(|v| v.value.as_ref()) {
+    match value.and_then(|v| v.value) {
         None => AttrValue::Str(String::new()),
-        Some(Value::StringValue(s)) => AttrValue::Str(s.clone()),
-        Some(Value::BoolValue(b)) => AttrValue::Bool(*b),
-        Some(Value::IntValue(i)) => AttrValue::Int(*i),
-        Some(Value::DoubleValue(d)) => AttrValue::Double(*d),
+        Some(Value::StringValue(s)) => AttrValue::Str(s),
+        Some(Value::BoolValue(b)) => AttrValue::Bool(b),
+        Some(Value::IntValue(i)) => AttrValue::Int(i),
+        Some(Value::DoubleValue(d)) => AttrValue::Double(d),
         Some(Value::ArrayValue(a)) => {
-            AttrValue::Array(a.values.iter().map(|v| convert_value(Some(v))).collect())
+            AttrValue::Array(a.values.into_iter().map(|v| convert_value(Some(v))).collect())
         }
-        Some(Value::BytesValue(b)) => AttrValue::Str(hex(b)),
+        Some(Value::BytesValue(b)) => AttrValue::Str(hex(&b)),
         // An index into a profile's string table; meaningless without it.
-        Some(Value::StringValueStrindex(i)) => AttrValue::Int(i64::from(*i)),
+        Some(Value::StringValueStrindex(i)) => AttrValue::Int(i64::from(i)),
         Some(Value::KvlistValue(list)) => {
             let map: serde_json::Map<String, serde_json::Value> = list
                 .values
-                .iter()
+                .into_iter()
                 .map(|kv| {
-                    let v = serde_json::to_value(convert_value(kv.value.as_ref()))
+                    let v = serde_json::to_value(convert_value(kv.value))
                         .unwrap_or(serde_json::Value::Null);
-                    (kv.key.clone(), v)
+                    (kv.key, v)
                 })
                 .collect();
             AttrValue::Str(serde_json::Value::Object(map).to_string())

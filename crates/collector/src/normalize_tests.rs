@@ -72,7 +72,7 @@ fn lifts_lasthop_and_current_messaging_attributes() {
         kv("lasthop.queue.offset", i(17)),
         kv("custom", s("kept")),
     ]);
-    let out = normalize_request(&request(vec![span]));
+    let out = normalize_request(request(vec![span]));
     assert_eq!(out.rejected, 0);
     let r = &out.records[0];
     assert_eq!(r.trace_id, "01".repeat(16));
@@ -114,7 +114,7 @@ fn understands_older_names() {
         kv("messaging.rocketmq.client_group", s("red-packet")),
         kv("messaging.kafka.message.key", s("ORDER_7")),
     ]);
-    let r = &normalize_request(&request(vec![span])).records[0];
+    let r = &normalize_request(request(vec![span])).records[0];
     assert_eq!(r.hop, Some(Hop::Process));
     assert_eq!(r.topic.as_deref(), Some("order_paid"));
     assert_eq!(r.message_id.as_deref(), Some("M2"));
@@ -134,7 +134,7 @@ fn current_name_wins_over_older_one_which_is_kept() {
         kv("messaging.destination", s("old")),
         kv("messaging.destination.name", s("new")),
     ]);
-    let r = &normalize_request(&request(vec![span])).records[0];
+    let r = &normalize_request(request(vec![span])).records[0];
     assert_eq!(r.topic.as_deref(), Some("new"));
     assert_eq!(
         r.attr("messaging.destination").and_then(AttrValue::as_str),
@@ -148,7 +148,7 @@ fn unparsable_values_stay_attributes() {
         kv("messaging.destination.partition.id", s("abc")),
         kv("lasthop.hop", s("teleport")),
     ]);
-    let r = &normalize_request(&request(vec![span])).records[0];
+    let r = &normalize_request(request(vec![span])).records[0];
     assert_eq!(r.queue_id, None);
     assert_eq!(r.hop, None);
     assert_eq!(r.attributes.len(), 2);
@@ -166,7 +166,7 @@ fn error_type_falls_back_to_exception_event() {
         attributes: vec![kv("exception.type", s("java.lang.IllegalStateException"))],
         ..Default::default()
     }];
-    let r = &normalize_request(&request(vec![span])).records[0];
+    let r = &normalize_request(request(vec![span])).records[0];
     assert_eq!(r.status, StatusCode::Error);
     assert_eq!(r.status_message.as_deref(), Some("boom"));
     assert_eq!(
@@ -182,7 +182,7 @@ fn space_separated_keys_are_split() {
         "messaging.rocketmq.message.keys",
         s("ORDER_1  USER_9"),
     )]);
-    let r = &normalize_request(&request(vec![span])).records[0];
+    let r = &normalize_request(request(vec![span])).records[0];
     assert_eq!(r.keys, vec!["ORDER_1", "USER_9"]);
 }
 
@@ -192,7 +192,7 @@ fn bad_ids_are_rejected_and_counted() {
     short.trace_id = vec![1; 15];
     let mut zero = span_with(vec![]);
     zero.span_id = vec![0; 8];
-    let out = normalize_request(&request(vec![short, zero, span_with(vec![])]));
+    let out = normalize_request(request(vec![short, zero, span_with(vec![])]));
     assert_eq!(out.records.len(), 1);
     assert_eq!(out.rejected, 2);
     assert!(out.first_reason.unwrap().contains("trace id"));
@@ -235,7 +235,7 @@ proptest! {
     ) {
         let kvs: Vec<KeyValue> = attrs.iter().map(|(k, v)| kv(k, v.clone()))
             .chain(extra.iter().map(|(k, v)| kv(k, v.clone()))).collect();
-        let r = normalize_span(&span_with(kvs.clone()), "svc", &[]).unwrap();
+        let r = normalize_span(span_with(kvs.clone()), "svc", &[]).unwrap();
         let lifted = [
             r.hop.is_some() as usize, r.message_id.is_some() as usize, r.topic.is_some() as usize,
             r.queue_id.is_some() as usize, r.queue_offset.is_some() as usize,
@@ -265,8 +265,8 @@ proptest! {
             kv("messaging.destination", s(&topic)), kv("messaging.kafka.message.offset", i(offset as i64)),
             kv("messaging.rocketmq.client_group", s(&group)),
         ]);
-        let mut a = normalize_span(&current, "svc", &[]).unwrap();
-        let mut b = normalize_span(&older, "svc", &[]).unwrap();
+        let mut a = normalize_span(current, "svc", &[]).unwrap();
+        let mut b = normalize_span(older, "svc", &[]).unwrap();
         prop_assert_eq!(a.attributes.len(), 1);
         prop_assert_eq!(b.attributes.len(), 1);
         a.attributes.clear();
@@ -280,7 +280,7 @@ proptest! {
         let mut span = span_with(vec![]);
         span.trace_id = t.clone();
         span.span_id = sp.clone();
-        let ok = normalize_span(&span, "svc", &[]).is_ok();
+        let ok = normalize_span(span, "svc", &[]).is_ok();
         prop_assert_eq!(ok, t.len() == 16 && sp.len() == 8 && t.iter().any(|b| *b != 0) && sp.iter().any(|b| *b != 0));
     }
 }

@@ -44,7 +44,7 @@ pub fn read_file(path: &Path, mut sink: impl FnMut(Vec<SpanRecord>)) -> io::Resu
         first_line_no += 1;
     }
     let mut take = |request: ExportTraceServiceRequest, summary: &mut FileSummary| {
-        let normalized = normalize_request(&request);
+        let normalized = normalize_request(request);
         summary.requests += 1;
         summary.spans += normalized.records.len() as u64;
         summary.rejected_spans += normalized.rejected;

@@ -36,7 +36,7 @@ impl TraceService for OtlpGrpc {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        match super::export(&self.pipeline, request.get_ref()).await {
+        match super::export(&self.pipeline, request.into_inner()).await {
             Ok(response) => Ok(Response::new(response)),
             // UNAVAILABLE is retryable for every OTLP exporter; nothing was acknowledged.
             Err(e @ AcceptError::Backpressure { .. }) => Err(Status::unavailable(e.to_string())),

@@ -154,7 +154,7 @@ async fn export(State(state): State<HttpState>, headers: HeaderMap, body: Body) 
         Ok(request) => request,
         Err(reason) => return refuse(StatusCode::BAD_REQUEST, encoding, reason),
     };
-    match super::export(&state.pipeline, &request).await {
+    match super::export(&state.pipeline, request).await {
         Ok(response) => success(&response, encoding),
         Err(e @ AcceptError::Backpressure { .. }) | Err(e @ AcceptError::Unavailable(_)) => {
             let mut response = error(StatusCode::SERVICE_UNAVAILABLE, encoding, e.to_string());

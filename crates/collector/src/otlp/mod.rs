@@ -19,7 +19,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
 /// Normalizes and durably accepts one export request.
 pub async fn export(
     pipeline: &Pipeline,
-    request: &ExportTraceServiceRequest,
+    request: ExportTraceServiceRequest,
 ) -> Result<ExportTraceServiceResponse, AcceptError> {
     let normalized = normalize_request(request);
     let stats = pipeline.stats();

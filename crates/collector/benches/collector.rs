@@ -1,0 +1,347 @@
+//! Collector throughput and lookup latency (DESIGN section 9).
+//!
+//! ```text
+//! cargo bench -p lasthop-collector --bench collector -- [--spans N] [--lookup-only] [--clients C]
+//! ```
+//!
+//! 1. Reference: bare tantivy indexing of the same span records (documents
+//!    built by the same schema code, one commit at the end).
+//! 2. Collector: concurrent OTLP/gRPC clients send the same spans to a running
+//!    collector; the clock stops when every span is durable and searchable.
+//! 3. Lookups: p50/p99 of by-trace-id, by-key and by-message-id lookups on the
+//!    collector's store.
+//!
+//! With `--lookup-only` the reference run is skipped and requests are
+//! generated while sending (for sizes that do not fit in memory twice).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use lasthop_collector::normalize::normalize_request;
+use lasthop_collector::store::SpanSchema;
+use lasthop_collector::{CollectorConfig, SpanStore, server};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+/// The same allocator as the `lasthop` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Spans per export request (the SDKs' default batch is 512).
+const BATCH_SPANS: usize = 512;
+/// Each message leaves these hops, one span each.
+const HOPS: [&str; 4] = ["send", "store", "receive", "process"];
+
+struct Args {
+    spans: usize,
+    lookup_only: bool,
+    clients: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args { spans: 1_000_000, lookup_only: false, clients: 4 };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--spans" => a.spans = it.next().and_then(|v| v.parse().ok()).expect("--spans N"),
+            "--clients" => a.clients = it.next().and_then(|v| v.parse().ok()).expect("--clients N"),
+            "--lookup-only" => a.lookup_only = true,
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+fn s(v: String) -> Option<AnyValue> {
+    Some(AnyValue { value: Some(any_value::Value::StringValue(v)) })
+}
+fn i(v: i64) -> Option<AnyValue> {
+    Some(AnyValue { value: Some(any_value::Value::IntValue(v)) })
+}
+fn kv(key: &str, value: Option<AnyValue>) -> KeyValue {
+    KeyValue { key: key.into(), value, ..Default::default() }
+}
+
+fn trace_id(message: u64) -> Vec<u8> {
+    let mut id = 0x6c61_7374_686f_7000u64.to_be_bytes().to_vec();
+    id.extend_from_slice(&message.to_be_bytes());
+    id
+}
+
+/// Request `n` of the workload: spans `n*BATCH_SPANS ..` of the message hops.
+fn request(n: usize, total_spans: usize) -> ExportTraceServiceRequest {
+    let first = n * BATCH_SPANS;
+    let last = (first + BATCH_SPANS).min(total_spans);
+    let base_ns = 1_763_700_000_000_000_000u64;
+    let spans = (first..last)
+        .map(|k| {
+            let message = (k / HOPS.len()) as u64;
+            let hop = HOPS[k % HOPS.len()];
+            let start = base_ns + message * 1_000_000 + (k % HOPS.len()) as u64 * 1000;
+            let mut attributes = vec![
+                kv("lasthop.hop", s(hop.into())),
+                kv("messaging.system", s("rocketmq".into())),
+                kv("messaging.destination.name", s("order_paid".into())),
+                kv("messaging.message.id", s(format!("MSG{message:012}"))),
+                kv(
+                    "messaging.rocketmq.message.keys",
+                    Some(AnyValue {
+                        value: Some(any_value::Value::ArrayValue(ArrayValue { values: vec![s(format!("ORDER_{message}")).unwrap()] })),
+                    }),
+                ),
+                kv("lasthop.broker", s("broker-a".into())),
+                kv("lasthop.broker.epoch", i(3)),
+                kv("lasthop.commitlog.offset", i(message as i64 * 320)),
+                kv("lasthop.queue.offset", i(message as i64 / 4)),
+                kv("messaging.destination.partition.id", s(format!("{}", message % 4))),
+            ];
+            if hop == "receive" || hop == "process" {
+                attributes.push(kv("messaging.consumer.group.name", s("red-packet".into())));
+            }
+            Span {
+                trace_id: trace_id(message),
+                span_id: (k as u64 + 1).to_be_bytes().to_vec(),
+                name: format!("order_paid {hop}"),
+                kind: if hop == "send" { 4 } else { 5 },
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + 250_000,
+                attributes,
+                ..Default::default()
+            }
+        })
+        .collect();
+    let service = if n % 2 == 0 { "order-service" } else { "red-packet-service" };
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource { attributes: vec![kv("service.name", s(service.into()))], ..Default::default() }),
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// Sends pre-encoded `ExportTraceServiceRequest` bytes, as a load generator
+/// replaying captured traffic would: the collector does all the decoding.
+mod raw {
+    use prost::bytes::{Buf, BufMut, Bytes};
+    use tonic::Status;
+    use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+    #[derive(Default)]
+    pub struct RawCodec;
+    pub struct RawEncoder;
+    pub struct DiscardDecoder;
+
+    impl Codec for RawCodec {
+        type Encode = Bytes;
+        type Decode = ();
+        type Encoder = RawEncoder;
+        type Decoder = DiscardDecoder;
+        fn encoder(&mut self) -> RawEncoder {
+            RawEncoder
+        }
+        fn decoder(&mut self) -> DiscardDecoder {
+            DiscardDecoder
+        }
+    }
+    impl Encoder for RawEncoder {
+        type Item = Bytes;
+        type Error = Status;
+        fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+            dst.put(item);
+            Ok(())
+        }
+    }
+    impl Decoder for DiscardDecoder {
+        type Item = ();
+        type Error = Status;
+        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<()>, Status> {
+            let n = src.remaining();
+            src.advance(n);
+            Ok(Some(()))
+        }
+    }
+
+    pub const EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+}
+
+fn requests_needed(spans: usize) -> usize {
+    spans.div_ceil(BATCH_SPANS)
+}
+
+/// Bare tantivy: the same records, the same schema and writer settings, one commit.
+fn reference(requests: &[ExportTraceServiceRequest]) -> Duration {
+    let records: Vec<_> = requests.iter().flat_map(|r| normalize_request(r.clone()).records).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let schema = SpanSchema::new();
+    let index = tantivy::Index::create_in_dir(dir.path(), schema.schema.clone()).unwrap();
+    let defaults = lasthop_collector::PipelineOptions::default();
+    let mut writer: tantivy::IndexWriter =
+        index.writer_with_num_threads(defaults.index_threads, defaults.writer_memory_bytes).unwrap();
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    for r in &records {
+        buf.clear();
+        buf = postcard::to_extend(r, buf).unwrap();
+        writer.add_document(schema.document(r, &buf)).unwrap();
+    }
+    writer.commit().unwrap();
+    start.elapsed()
+}
+
+/// Single-threaded cost of each stage a span passes, in microseconds per span.
+fn breakdown(requests: &[ExportTraceServiceRequest], spans: usize) {
+    use prost::Message;
+    let per_span = |d: Duration| d.as_secs_f64() * 1e6 / spans as f64;
+    let t = Instant::now();
+    let encoded: Vec<Vec<u8>> = requests.iter().map(|r| r.encode_to_vec()).collect();
+    let encode = t.elapsed();
+    let t = Instant::now();
+    let decoded: Vec<ExportTraceServiceRequest> =
+        encoded.iter().map(|b| ExportTraceServiceRequest::decode(b.as_slice()).unwrap()).collect();
+    let decode = t.elapsed();
+    let t = Instant::now();
+    let records: Vec<Vec<lasthop_vocab::SpanRecord>> = decoded.into_iter().map(|r| normalize_request(r).records).collect();
+    let normalize = t.elapsed();
+    let t = Instant::now();
+    let payloads: Vec<Vec<u8>> = records
+        .iter()
+        .map(|rs| rs.iter().fold(Vec::new(), |buf, r| postcard::to_extend(r, buf).unwrap()))
+        .collect();
+    let postcard_time = t.elapsed();
+    let schema = SpanSchema::new();
+    let t = Instant::now();
+    let mut docs = 0;
+    for (rs, p) in records.iter().zip(&payloads) {
+        for r in rs {
+            docs += schema.document(r, &p[..16]).len();
+        }
+    }
+    let document = t.elapsed();
+    assert!(docs > 0);
+    println!(
+        "stage cost (us/span, one core): protobuf encode {:.2}, decode {:.2}, normalize {:.2}, postcard {:.2}, tantivy document {:.2}",
+        per_span(encode), per_span(decode), per_span(normalize), per_span(postcard_time), per_span(document)
+    );
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+fn lookups(store: &SpanStore, messages: u64, what: &str, f: impl Fn(&SpanStore, u64) -> usize) -> (Duration, Duration) {
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut times = Vec::with_capacity(2000);
+    for _ in 0..2000 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let m = rng % messages;
+        let t = Instant::now();
+        let found = f(store, m);
+        times.push(t.elapsed());
+        assert!(found > 0, "{what} lookup of message {m} found nothing");
+    }
+    times.sort();
+    (percentile(&times, 0.5), percentile(&times, 0.99))
+}
+
+fn main() {
+    let args = args();
+    let n_requests = requests_needed(args.spans);
+    let (reference_time, prepared) = if args.lookup_only {
+        (None, None)
+    } else {
+        let requests: Vec<ExportTraceServiceRequest> = (0..n_requests).map(|n| request(n, args.spans)).collect();
+        let time = reference(&requests);
+        breakdown(&requests, args.spans);
+        let encoded: Vec<prost::bytes::Bytes> = requests.iter().map(|r| prost::Message::encode_to_vec(r).into()).collect();
+        (Some(time), Some(Arc::new(encoded)))
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = CollectorConfig::ephemeral(dir.path().to_owned());
+    let running = runtime.block_on(server::start(config)).unwrap();
+    let endpoint = format!("http://{}", running.grpc_addr);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..args.clients)
+            .map(|_| {
+                let (next, prepared, endpoint) = (next.clone(), prepared.clone(), endpoint.clone());
+                let total = args.spans;
+                tokio::spawn(async move {
+                    let channel = tonic::transport::Endpoint::from_shared(endpoint).unwrap().connect().await.unwrap();
+                    let mut client = tonic::client::Grpc::new(channel);
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        if n >= n_requests {
+                            break;
+                        }
+                        let body = match &prepared {
+                            Some(p) => p[n].clone(),
+                            None => prost::Message::encode_to_vec(&request(n, total)).into(),
+                        };
+                        // Backpressure answers UNAVAILABLE: retry like an SDK would.
+                        loop {
+                            client.ready().await.unwrap();
+                            let path = tonic::codegen::http::uri::PathAndQuery::from_static(raw::EXPORT);
+                            let sent = client.unary(tonic::Request::new(body.clone()), path, raw::RawCodec).await;
+                            match sent {
+                                Ok(_) => break,
+                                Err(e) if e.code() == tonic::Code::Unavailable => {
+                                    tokio::time::sleep(Duration::from_millis(50)).await
+                                }
+                                Err(e) => panic!("export failed: {e}"),
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let pipeline = running.pipeline().clone();
+    assert!(pipeline.wait_indexed(pipeline.accepted_lsn(), Duration::from_secs(3600)));
+    let collector_time = start.elapsed();
+    let snapshot = pipeline.snapshot();
+    assert_eq!(snapshot.indexed_spans as usize, args.spans, "every span indexed");
+
+    let store = pipeline.store().clone();
+    let messages = (args.spans / HOPS.len()) as u64;
+    let hex = |m: u64| trace_id(m).iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let trace = lookups(&store, messages, "trace", |s, m| s.by_trace_id(&hex(m)).unwrap().len());
+    let key = lookups(&store, messages, "key", |s, m| s.by_key(&format!("ORDER_{m}")).unwrap().len());
+    let msg = lookups(&store, messages, "message", |s, m| s.by_message_id(&format!("MSG{m:012}")).unwrap().len());
+    drop(store);
+    drop(pipeline);
+    runtime.block_on(running.shutdown());
+    let index_bytes: u64 = walk_size(&dir.path().join("index"));
+
+    let rate = |d: Duration| args.spans as f64 / d.as_secs_f64();
+    println!("spans: {}  requests: {n_requests} x {BATCH_SPANS}  clients: {}", args.spans, args.clients);
+    if let Some(r) = reference_time {
+        println!("bare tantivy indexing:           {:>10.0} spans/s  ({:.2} s)", rate(r), r.as_secs_f64());
+    }
+    println!("collector OTLP/gRPC -> searchable: {:>8.0} spans/s  ({:.2} s)", rate(collector_time), collector_time.as_secs_f64());
+    if let Some(r) = reference_time {
+        println!("ratio collector / bare tantivy:  {:.2}", rate(collector_time) / rate(r));
+    }
+    println!("wal bytes: {}  index bytes: {}  commits: {}", snapshot.wal_bytes, index_bytes, snapshot.commits);
+    for (what, (p50, p99)) in [("trace id", trace), ("key", key), ("message id", msg)] {
+        println!("lookup by {what:<10}  p50 {:>7.3} ms  p99 {:>7.3} ms", p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3);
+    }
+}
+
+fn walk_size(path: &std::path::Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|d| d.flatten().map(|e| e.metadata().map(|m| m.len()).unwrap_or(0)).sum())
+        .unwrap_or(0)
+}

@@ -315,6 +315,7 @@ fn main() {
     assert_eq!(snapshot.indexed_spans as usize, args.spans, "every span indexed");
 
     let store = pipeline.store().clone();
+    assert_eq!(store.count() as usize, args.spans, "every span searchable");
     let messages = (args.spans / HOPS.len()) as u64;
     let hex = |m: u64| trace_id(m).iter().map(|b| format!("{b:02x}")).collect::<String>();
     let trace = lookups(&store, messages, "trace", |s, m| s.by_trace_id(&hex(m)).unwrap().len());

@@ -496,9 +496,10 @@ fn index_loop(
             if let Err(e) = store.reload() {
                 tracing::warn!(error = %e, "reader reload failed");
             }
-            shared.set_indexed(lsn);
+            // Counters first: whoever wakes on the new LSN must see them.
             Stats::add(&shared.stats.indexed_spans, count);
             Stats::add(&shared.stats.commits, 1);
+            shared.set_indexed(lsn);
             if let Err(e) = wal::remove_below(wal_dir, lsn) {
                 tracing::warn!(error = %e, "could not delete indexed wal segments");
             }

@@ -42,7 +42,11 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { spans: 1_000_000, lookup_only: false, clients: 4 };
+    let mut a = Args {
+        spans: 1_000_000,
+        lookup_only: false,
+        clients: 4,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -57,13 +61,21 @@ fn args() -> Args {
 }
 
 fn s(v: String) -> Option<AnyValue> {
-    Some(AnyValue { value: Some(any_value::Value::StringValue(v)) })
+    Some(AnyValue {
+        value: Some(any_value::Value::StringValue(v)),
+    })
 }
 fn i(v: i64) -> Option<AnyValue> {
-    Some(AnyValue { value: Some(any_value::Value::IntValue(v)) })
+    Some(AnyValue {
+        value: Some(any_value::Value::IntValue(v)),
+    })
 }
 fn kv(key: &str, value: Option<AnyValue>) -> KeyValue {
-    KeyValue { key: key.into(), value, ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value,
+        ..Default::default()
+    }
 }
 
 fn trace_id(message: u64) -> Vec<u8> {
@@ -90,14 +102,19 @@ fn request(n: usize, total_spans: usize) -> ExportTraceServiceRequest {
                 kv(
                     "messaging.rocketmq.message.keys",
                     Some(AnyValue {
-                        value: Some(any_value::Value::ArrayValue(ArrayValue { values: vec![s(format!("ORDER_{message}")).unwrap()] })),
+                        value: Some(any_value::Value::ArrayValue(ArrayValue {
+                            values: vec![s(format!("ORDER_{message}")).unwrap()],
+                        })),
                     }),
                 ),
                 kv("lasthop.broker", s("broker-a".into())),
                 kv("lasthop.broker.epoch", i(3)),
                 kv("lasthop.commitlog.offset", i(message as i64 * 320)),
                 kv("lasthop.queue.offset", i(message as i64 / 4)),
-                kv("messaging.destination.partition.id", s(format!("{}", message % 4))),
+                kv(
+                    "messaging.destination.partition.id",
+                    s(format!("{}", message % 4)),
+                ),
             ];
             if hop == "receive" || hop == "process" {
                 attributes.push(kv("messaging.consumer.group.name", s("red-packet".into())));
@@ -114,11 +131,21 @@ fn request(n: usize, total_spans: usize) -> ExportTraceServiceRequest {
             }
         })
         .collect();
-    let service = if n % 2 == 0 { "order-service" } else { "red-packet-service" };
+    let service = if n.is_multiple_of(2) {
+        "order-service"
+    } else {
+        "red-packet-service"
+    };
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(Resource { attributes: vec![kv("service.name", s(service.into()))], ..Default::default() }),
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", s(service.into()))],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
             ..Default::default()
         }],
     }
@@ -175,13 +202,17 @@ fn requests_needed(spans: usize) -> usize {
 
 /// Bare tantivy: the same records, the same schema and writer settings, one commit.
 fn reference(requests: &[ExportTraceServiceRequest]) -> Duration {
-    let records: Vec<_> = requests.iter().flat_map(|r| normalize_request(r.clone()).records).collect();
+    let records: Vec<_> = requests
+        .iter()
+        .flat_map(|r| normalize_request(r.clone()).records)
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     let schema = SpanSchema::new();
     let index = tantivy::Index::create_in_dir(dir.path(), schema.schema.clone()).unwrap();
     let defaults = lasthop_collector::PipelineOptions::default();
-    let mut writer: tantivy::IndexWriter =
-        index.writer_with_num_threads(defaults.index_threads, defaults.writer_memory_bytes).unwrap();
+    let mut writer: tantivy::IndexWriter = index
+        .writer_with_num_threads(defaults.index_threads, defaults.writer_memory_bytes)
+        .unwrap();
     let start = Instant::now();
     let mut buf = Vec::new();
     for r in &records {
@@ -201,16 +232,24 @@ fn breakdown(requests: &[ExportTraceServiceRequest], spans: usize) {
     let encoded: Vec<Vec<u8>> = requests.iter().map(|r| r.encode_to_vec()).collect();
     let encode = t.elapsed();
     let t = Instant::now();
-    let decoded: Vec<ExportTraceServiceRequest> =
-        encoded.iter().map(|b| ExportTraceServiceRequest::decode(b.as_slice()).unwrap()).collect();
+    let decoded: Vec<ExportTraceServiceRequest> = encoded
+        .iter()
+        .map(|b| ExportTraceServiceRequest::decode(b.as_slice()).unwrap())
+        .collect();
     let decode = t.elapsed();
     let t = Instant::now();
-    let records: Vec<Vec<lasthop_vocab::SpanRecord>> = decoded.into_iter().map(|r| normalize_request(r).records).collect();
+    let records: Vec<Vec<lasthop_vocab::SpanRecord>> = decoded
+        .into_iter()
+        .map(|r| normalize_request(r).records)
+        .collect();
     let normalize = t.elapsed();
     let t = Instant::now();
     let payloads: Vec<Vec<u8>> = records
         .iter()
-        .map(|rs| rs.iter().fold(Vec::new(), |buf, r| postcard::to_extend(r, buf).unwrap()))
+        .map(|rs| {
+            rs.iter()
+                .fold(Vec::new(), |buf, r| postcard::to_extend(r, buf).unwrap())
+        })
         .collect();
     let postcard_time = t.elapsed();
     let schema = SpanSchema::new();
@@ -225,7 +264,11 @@ fn breakdown(requests: &[ExportTraceServiceRequest], spans: usize) {
     assert!(docs > 0);
     println!(
         "stage cost (us/span, one core): protobuf encode {:.2}, decode {:.2}, normalize {:.2}, postcard {:.2}, tantivy document {:.2}",
-        per_span(encode), per_span(decode), per_span(normalize), per_span(postcard_time), per_span(document)
+        per_span(encode),
+        per_span(decode),
+        per_span(normalize),
+        per_span(postcard_time),
+        per_span(document)
     );
 }
 
@@ -233,7 +276,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
-fn lookups(store: &SpanStore, messages: u64, what: &str, f: impl Fn(&SpanStore, u64) -> usize) -> (Duration, Duration) {
+fn lookups(
+    store: &SpanStore,
+    messages: u64,
+    what: &str,
+    f: impl Fn(&SpanStore, u64) -> usize,
+) -> (Duration, Duration) {
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let mut times = Vec::with_capacity(2000);
     for _ in 0..2000 {
@@ -256,14 +304,22 @@ fn main() {
     let (reference_time, prepared) = if args.lookup_only {
         (None, None)
     } else {
-        let requests: Vec<ExportTraceServiceRequest> = (0..n_requests).map(|n| request(n, args.spans)).collect();
+        let requests: Vec<ExportTraceServiceRequest> =
+            (0..n_requests).map(|n| request(n, args.spans)).collect();
         let time = reference(&requests);
         breakdown(&requests, args.spans);
-        let encoded: Vec<prost::bytes::Bytes> = requests.iter().map(|r| prost::Message::encode_to_vec(r).into()).collect();
+        let encoded: Vec<prost::bytes::Bytes> = requests
+            .iter()
+            .map(|r| prost::Message::encode_to_vec(r).into())
+            .collect();
         (Some(time), Some(Arc::new(encoded)))
     };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = CollectorConfig::ephemeral(dir.path().to_owned());
     let running = runtime.block_on(server::start(config)).unwrap();
@@ -276,7 +332,11 @@ fn main() {
                 let (next, prepared, endpoint) = (next.clone(), prepared.clone(), endpoint.clone());
                 let total = args.spans;
                 tokio::spawn(async move {
-                    let channel = tonic::transport::Endpoint::from_shared(endpoint).unwrap().connect().await.unwrap();
+                    let channel = tonic::transport::Endpoint::from_shared(endpoint)
+                        .unwrap()
+                        .connect()
+                        .await
+                        .unwrap();
                     let mut client = tonic::client::Grpc::new(channel);
                     loop {
                         let n = next.fetch_add(1, Ordering::Relaxed);
@@ -290,8 +350,11 @@ fn main() {
                         // Backpressure answers UNAVAILABLE: retry like an SDK would.
                         loop {
                             client.ready().await.unwrap();
-                            let path = tonic::codegen::http::uri::PathAndQuery::from_static(raw::EXPORT);
-                            let sent = client.unary(tonic::Request::new(body.clone()), path, raw::RawCodec).await;
+                            let path =
+                                tonic::codegen::http::uri::PathAndQuery::from_static(raw::EXPORT);
+                            let sent = client
+                                .unary(tonic::Request::new(body.clone()), path, raw::RawCodec)
+                                .await;
                             match sent {
                                 Ok(_) => break,
                                 Err(e) if e.code() == tonic::Code::Unavailable => {
@@ -312,37 +375,76 @@ fn main() {
     assert!(pipeline.wait_indexed(pipeline.accepted_lsn(), Duration::from_secs(3600)));
     let collector_time = start.elapsed();
     let snapshot = pipeline.snapshot();
-    assert_eq!(snapshot.indexed_spans as usize, args.spans, "every span indexed");
+    assert_eq!(
+        snapshot.indexed_spans as usize, args.spans,
+        "every span indexed"
+    );
 
     let store = pipeline.store().clone();
     assert_eq!(store.count() as usize, args.spans, "every span searchable");
     let messages = (args.spans / HOPS.len()) as u64;
-    let hex = |m: u64| trace_id(m).iter().map(|b| format!("{b:02x}")).collect::<String>();
-    let trace = lookups(&store, messages, "trace", |s, m| s.by_trace_id(&hex(m)).unwrap().len());
-    let key = lookups(&store, messages, "key", |s, m| s.by_key(&format!("ORDER_{m}")).unwrap().len());
-    let msg = lookups(&store, messages, "message", |s, m| s.by_message_id(&format!("MSG{m:012}")).unwrap().len());
+    let hex = |m: u64| {
+        trace_id(m)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let trace = lookups(&store, messages, "trace", |s, m| {
+        s.by_trace_id(&hex(m)).unwrap().len()
+    });
+    let key = lookups(&store, messages, "key", |s, m| {
+        s.by_key(&format!("ORDER_{m}")).unwrap().len()
+    });
+    let msg = lookups(&store, messages, "message", |s, m| {
+        s.by_message_id(&format!("MSG{m:012}")).unwrap().len()
+    });
     drop(store);
     drop(pipeline);
     runtime.block_on(running.shutdown());
     let index_bytes: u64 = walk_size(&dir.path().join("index"));
 
     let rate = |d: Duration| args.spans as f64 / d.as_secs_f64();
-    println!("spans: {}  requests: {n_requests} x {BATCH_SPANS}  clients: {}", args.spans, args.clients);
+    println!(
+        "spans: {}  requests: {n_requests} x {BATCH_SPANS}  clients: {}",
+        args.spans, args.clients
+    );
     if let Some(r) = reference_time {
-        println!("bare tantivy indexing:           {:>10.0} spans/s  ({:.2} s)", rate(r), r.as_secs_f64());
+        println!(
+            "bare tantivy indexing:           {:>10.0} spans/s  ({:.2} s)",
+            rate(r),
+            r.as_secs_f64()
+        );
     }
-    println!("collector OTLP/gRPC -> searchable: {:>8.0} spans/s  ({:.2} s)", rate(collector_time), collector_time.as_secs_f64());
+    println!(
+        "collector OTLP/gRPC -> searchable: {:>8.0} spans/s  ({:.2} s)",
+        rate(collector_time),
+        collector_time.as_secs_f64()
+    );
     if let Some(r) = reference_time {
-        println!("ratio collector / bare tantivy:  {:.2}", rate(collector_time) / rate(r));
+        println!(
+            "ratio collector / bare tantivy:  {:.2}",
+            rate(collector_time) / rate(r)
+        );
     }
-    println!("wal bytes: {}  index bytes: {}  commits: {}", snapshot.wal_bytes, index_bytes, snapshot.commits);
+    println!(
+        "wal bytes: {}  index bytes: {}  commits: {}",
+        snapshot.wal_bytes, index_bytes, snapshot.commits
+    );
     for (what, (p50, p99)) in [("trace id", trace), ("key", key), ("message id", msg)] {
-        println!("lookup by {what:<10}  p50 {:>7.3} ms  p99 {:>7.3} ms", p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3);
+        println!(
+            "lookup by {what:<10}  p50 {:>7.3} ms  p99 {:>7.3} ms",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
     }
 }
 
 fn walk_size(path: &std::path::Path) -> u64 {
     std::fs::read_dir(path)
-        .map(|d| d.flatten().map(|e| e.metadata().map(|m| m.len()).unwrap_or(0)).sum())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+                .sum()
+        })
         .unwrap_or(0)
 }

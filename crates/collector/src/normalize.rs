@@ -27,7 +27,10 @@ pub struct Normalized {
 pub fn normalize_request(request: ExportTraceServiceRequest) -> Normalized {
     let mut out = Normalized::default();
     for resource_spans in request.resource_spans {
-        let resource_attrs = resource_spans.resource.map(|r| r.attributes).unwrap_or_default();
+        let resource_attrs = resource_spans
+            .resource
+            .map(|r| r.attributes)
+            .unwrap_or_default();
         let mut service = String::from("unknown_service");
         let mut resource = Vec::new();
         for kv in resource_attrs {
@@ -80,8 +83,10 @@ pub fn normalize_span(
         |v| v.as_str().map(str::to_owned),
     );
     let hop = hop.or_else(|| operation.as_deref().and_then(hop_of_operation));
-    let message_id =
-        lifter.take_text(&[attr::MESSAGING_MESSAGE_ID, attr::legacy::MESSAGING_MESSAGE_ID]);
+    let message_id = lifter.take_text(&[
+        attr::MESSAGING_MESSAGE_ID,
+        attr::legacy::MESSAGING_MESSAGE_ID,
+    ]);
     let keys = lifter
         .take(
             &[
@@ -91,8 +96,10 @@ pub fn normalize_span(
             |v| Some(split_keys(v)),
         )
         .unwrap_or_default();
-    let topic =
-        lifter.take_text(&[attr::MESSAGING_DESTINATION_NAME, attr::legacy::MESSAGING_DESTINATION]);
+    let topic = lifter.take_text(&[
+        attr::MESSAGING_DESTINATION_NAME,
+        attr::legacy::MESSAGING_DESTINATION,
+    ]);
     let queue_id = lifter.take(
         &[
             attr::MESSAGING_DESTINATION_PARTITION_ID,
@@ -286,9 +293,12 @@ fn convert_value(value: Option<AnyValue>) -> AttrValue {
         Some(Value::BoolValue(b)) => AttrValue::Bool(b),
         Some(Value::IntValue(i)) => AttrValue::Int(i),
         Some(Value::DoubleValue(d)) => AttrValue::Double(d),
-        Some(Value::ArrayValue(a)) => {
-            AttrValue::Array(a.values.into_iter().map(|v| convert_value(Some(v))).collect())
-        }
+        Some(Value::ArrayValue(a)) => AttrValue::Array(
+            a.values
+                .into_iter()
+                .map(|v| convert_value(Some(v)))
+                .collect(),
+        ),
         Some(Value::BytesValue(b)) => AttrValue::Str(hex(&b)),
         // An index into a profile's string table; meaningless without it.
         Some(Value::StringValueStrindex(i)) => AttrValue::Int(i64::from(i)),

@@ -11,8 +11,19 @@ const LINE: &str = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"servi
 
 fn ingest_sample(data: &std::path::Path) -> std::process::Output {
     let mut file = tempfile::NamedTempFile::new().unwrap();
-    writeln!(file, "{LINE}\nthis line is not json\n{}", LINE.replace("eee19b7ec3c1b174", "fff19b7ec3c1b174")).unwrap();
-    lasthop().arg("ingest").arg("--data").arg(data).arg(file.path()).output().unwrap()
+    writeln!(
+        file,
+        "{LINE}\nthis line is not json\n{}",
+        LINE.replace("eee19b7ec3c1b174", "fff19b7ec3c1b174")
+    )
+    .unwrap();
+    lasthop()
+        .arg("ingest")
+        .arg("--data")
+        .arg(data)
+        .arg(file.path())
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -21,10 +32,17 @@ fn ingest_reports_the_bad_line_and_loads_the_rest_then_query_finds_it() {
     let out = ingest_sample(dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains(":2: "), "bad line number reported: {stderr}");
+    assert!(
+        stderr.contains(":2: "),
+        "bad line number reported: {stderr}"
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("loaded 2 spans"));
 
-    let out = lasthop().args(["query", "--key", "ORDER_42", "--data"]).arg(dir.path()).output().unwrap();
+    let out = lasthop()
+        .args(["query", "--key", "ORDER_42", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(text.contains("2 spans for key ORDER_42"), "{text}");
@@ -32,7 +50,14 @@ fn ingest_reports_the_bad_line_and_loads_the_rest_then_query_finds_it() {
     assert!(text.contains("broker-a, offset 81234"));
 
     let out = lasthop()
-        .args(["query", "--trace-id", "5B8EFFF798038103D269B633813FC60C", "--format", "json", "--data"])
+        .args([
+            "query",
+            "--trace-id",
+            "5B8EFFF798038103D269B633813FC60C",
+            "--format",
+            "json",
+            "--data",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -47,12 +72,28 @@ fn ingest_reports_the_bad_line_and_loads_the_rest_then_query_finds_it() {
 fn query_through_a_running_collector_matches_the_data_directory() {
     let dir = tempfile::tempdir().unwrap();
     assert!(ingest_sample(dir.path()).status.success());
-    let direct = lasthop().args(["query", "--msg-id", "M42", "--format", "json", "--data"]).arg(dir.path()).output().unwrap();
+    let direct = lasthop()
+        .args(["query", "--msg-id", "M42", "--format", "json", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     let collector = CollectorProcess::start(dir.path());
     let server = format!("http://{}", collector.api);
-    let remote = lasthop().args(["query", "--msg-id", "M42", "--format", "json", "--server", &server]).output().unwrap();
-    assert!(remote.status.success(), "{}", String::from_utf8_lossy(&remote.stderr));
-    assert_eq!(String::from_utf8_lossy(&remote.stdout), String::from_utf8_lossy(&direct.stdout));
+    let remote = lasthop()
+        .args([
+            "query", "--msg-id", "M42", "--format", "json", "--server", &server,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        remote.status.success(),
+        "{}",
+        String::from_utf8_lossy(&remote.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&remote.stdout),
+        String::from_utf8_lossy(&direct.stdout)
+    );
     assert!(collector.terminate().success());
 }
 
@@ -69,13 +110,29 @@ fn a_second_writer_on_the_same_data_is_refused_clearly() {
 #[test]
 fn clear_errors_for_missing_data_and_bad_ids() {
     let dir = tempfile::tempdir().unwrap();
-    let out = lasthop().args(["query", "--key", "K", "--data"]).arg(dir.path().join("none")).output().unwrap();
+    let out = lasthop()
+        .args(["query", "--key", "K", "--data"])
+        .arg(dir.path().join("none"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no lasthop data in"));
-    let out = lasthop().args(["query", "--trace-id", "nothex"]).arg("--data").arg(dir.path()).output().unwrap();
+    let out = lasthop()
+        .args(["query", "--trace-id", "nothex"])
+        .arg("--data")
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("32 hex digits"));
-    let out = lasthop().args(["query", "--data"]).arg(dir.path()).output().unwrap();
+    let out = lasthop()
+        .args(["query", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "clap usage error");
-    let out = lasthop().args(["query", "--key", "K", "--server", "http://127.0.0.1:9"]).output().unwrap();
+    let out = lasthop()
+        .args(["query", "--key", "K", "--server", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
 }

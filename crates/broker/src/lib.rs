@@ -1,8 +1,24 @@
-//! lasthop's instrumented broker, in the RocketMQ model (DESIGN section 8).
+//! lasthop's instrumented broker and its client, in the RocketMQ model
+//! (DESIGN section 8).
 //!
-//! So far: the message [`store`] (commit log with checksummed records,
-//! consume queues rebuilt at recovery, consumer offsets, epochs, power-loss
-//! simulation). The network protocol, client, flush services, replication and
-//! instrumentation are still to come (issue 3).
+//! - [`store`]: commit log with checksummed records, consume queues rebuilt
+//!   at recovery, consumer offsets, epochs, power-loss simulation.
+//! - [`server`]: the TCP broker: sends (with async or sync flush), long-polling
+//!   pulls, offset commits, admin lookups; `store`, `flush`, `receive`,
+//!   `settle` and `recover` spans.
+//! - [`protocol`]: the wire format.
+//!
+//! - [`client`]: producer (sync and async send, retries, one message id per
+//!   message) and consumer (after-process or on-receive acknowledgement).
+//!
+//! Still to come (issue 3): replication and the admin views over TCP.
 
+pub mod client;
+pub mod config;
+pub mod protocol;
+pub mod server;
 pub mod store;
+pub mod trace_context;
+
+pub use config::{BrokerConfig, BrokerRole, FlushDiskType};
+pub use server::{BrokerError, RunningBroker};

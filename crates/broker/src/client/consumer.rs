@@ -1,0 +1,267 @@
+//! The consumer: pulls every queue of a topic for a group, hands each message
+//! to the handler, and commits offsets.
+//!
+//! - `AckMode::AfterProcess` (the default) commits only offsets whose messages
+//!   were processed; a failed message is retried from its offset.
+//! - `AckMode::OnReceive` commits a batch as soon as it arrives, before the
+//!   handler runs: the auto-commit hazard, kept so it can be demonstrated.
+//!
+//! Spans: `receive` and `process` per message (joined to the message's
+//! trace), `settle` per offset commit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lasthop_vocab::attr;
+use tokio::sync::watch;
+
+use super::connection::{ClientError, Connection};
+use crate::protocol::{Request, Response, WireMessage};
+use crate::trace_context;
+
+/// When offsets are committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckMode {
+    AfterProcess,
+    OnReceive,
+}
+
+/// What the handler made of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessOutcome {
+    Ok,
+    /// Processing failed; the string is the error type.
+    Failed(String),
+}
+
+/// How a consumer behaves.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub broker: String,
+    pub group: String,
+    pub topic: String,
+    pub ack: AckMode,
+    /// Messages per pull.
+    pub batch: u32,
+    /// Long-polling wait of a pull.
+    pub poll_wait: Duration,
+    /// Pause before a failed message is tried again.
+    pub retry_delay: Duration,
+    pub timeout: Duration,
+}
+
+impl ConsumerConfig {
+    pub fn new(
+        broker: impl Into<String>,
+        group: impl Into<String>,
+        topic: impl Into<String>,
+    ) -> Self {
+        ConsumerConfig {
+            broker: broker.into(),
+            group: group.into(),
+            topic: topic.into(),
+            ack: AckMode::AfterProcess,
+            batch: 32,
+            poll_wait: Duration::from_millis(500),
+            retry_delay: Duration::from_millis(200),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The handler: called once per delivered message, from several queue tasks at once.
+pub type Handler = Arc<dyn Fn(&WireMessage) -> ProcessOutcome + Send + Sync>;
+
+/// Consumes until `stop` turns true; returns how many messages were processed successfully.
+pub async fn run(
+    config: ConsumerConfig,
+    handler: Handler,
+    stop: watch::Receiver<bool>,
+) -> Result<u64, ClientError> {
+    let connection = Arc::new(Connection::connect(&config.broker, config.timeout).await?);
+    let queues = match connection
+        .request(
+            &Request::Route {
+                topic: config.topic.clone(),
+            },
+            config.timeout,
+        )
+        .await?
+    {
+        Response::Route { queues, .. } => queues,
+        other => return Err(ClientError::Refused(format!("unexpected answer {other:?}"))),
+    };
+    let config = Arc::new(config);
+    let mut tasks = tokio::task::JoinSet::new();
+    for queue_id in 0..queues {
+        let (config, connection, handler, stop) = (
+            config.clone(),
+            connection.clone(),
+            handler.clone(),
+            stop.clone(),
+        );
+        tasks.spawn(
+            async move { consume_queue(&config, &connection, &handler, queue_id, stop).await },
+        );
+    }
+    let mut processed = 0;
+    let mut first_error = None;
+    while let Some(result) = tasks.join_next().await {
+        match result.expect("queue task") {
+            Ok(n) => processed += n,
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(processed),
+    }
+}
+
+async fn consume_queue(
+    config: &ConsumerConfig,
+    connection: &Connection,
+    handler: &Handler,
+    queue_id: u32,
+    mut stop: watch::Receiver<bool>,
+) -> Result<u64, ClientError> {
+    let (group, topic) = (config.group.as_str(), config.topic.as_str());
+    let query = Request::QueryOffset {
+        group: group.into(),
+        topic: topic.into(),
+        queue_id,
+    };
+    let mut offset = match connection.request(&query, config.timeout).await? {
+        Response::Offset(o) => o.unwrap_or(0),
+        _ => 0,
+    };
+    let mut processed = 0;
+    while !*stop.borrow() {
+        let pull = Request::Pull {
+            group: group.into(),
+            topic: topic.into(),
+            queue_id,
+            offset,
+            max: config.batch,
+            wait_ms: config.poll_wait.as_millis() as u64,
+        };
+        let pulled = tokio::select! {
+            r = connection.request(&pull, config.timeout + config.poll_wait) => r?,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let Response::Pulled {
+            messages,
+            next_offset,
+            max_offset,
+        } = pulled
+        else {
+            continue;
+        };
+        if messages.is_empty() {
+            if offset > max_offset {
+                // The broker's queue ends below our offset (it lost its tail): continue where it is.
+                tracing::warn!(
+                    group,
+                    topic,
+                    queue_id,
+                    offset,
+                    max_offset,
+                    "consumer offset beyond the queue; resetting"
+                );
+                offset = max_offset;
+            }
+            continue;
+        }
+        if config.ack == AckMode::OnReceive {
+            commit(config, connection, queue_id, next_offset).await?;
+        }
+        let mut done_to = offset;
+        for message in &messages {
+            match process(config, handler, message) {
+                ProcessOutcome::Ok => {
+                    processed += 1;
+                    done_to = message.queue_offset + 1;
+                }
+                ProcessOutcome::Failed(_) if config.ack == AckMode::AfterProcess => break,
+                // On-receive: the offset is already committed, the failure is swallowed.
+                ProcessOutcome::Failed(_) => done_to = message.queue_offset + 1,
+            }
+        }
+        if config.ack == AckMode::AfterProcess && done_to > offset {
+            commit(config, connection, queue_id, done_to).await?;
+        }
+        if done_to < next_offset && config.ack == AckMode::AfterProcess {
+            tokio::time::sleep(config.retry_delay).await;
+        }
+        offset = if config.ack == AckMode::OnReceive {
+            next_offset
+        } else {
+            done_to
+        };
+    }
+    Ok(processed)
+}
+
+fn process(config: &ConsumerConfig, handler: &Handler, message: &WireMessage) -> ProcessOutcome {
+    let fields = |hop: &'static str| {
+        tracing::info_span!(
+            "consume",
+            "otel.name" = format!("{} {hop}", message.topic),
+            "otel.kind" = "consumer",
+            "otel.status_code" = tracing::field::Empty,
+            { attr::HOP } = hop,
+            { attr::MESSAGING_SYSTEM } = "rocketmq",
+            { attr::MESSAGING_OPERATION_TYPE } = hop,
+            { attr::MESSAGING_MESSAGE_ID } = message.msg_id.as_str(),
+            { attr::MESSAGING_DESTINATION_NAME } = message.topic.as_str(),
+            { attr::MESSAGING_DESTINATION_PARTITION_ID } = message.queue_id,
+            { attr::MESSAGING_CONSUMER_GROUP_NAME } = config.group.as_str(),
+            { attr::QUEUE_OFFSET } = message.queue_offset,
+            { attr::COMMITLOG_OFFSET } = message.commitlog_offset,
+            { attr::RECONSUME_COUNT } = message.reconsume_times,
+            { attr::ERROR_TYPE } = tracing::field::Empty,
+        )
+    };
+    let receive = fields("receive");
+    trace_context::join(&receive, &message.properties);
+    trace_context::set_keys(&receive, &message.keys);
+    drop(receive);
+    let span = fields("process");
+    trace_context::join(&span, &message.properties);
+    trace_context::set_keys(&span, &message.keys);
+    let outcome = span.in_scope(|| handler(message));
+    if let ProcessOutcome::Failed(error_type) = &outcome {
+        span.record("otel.status_code", "ERROR");
+        span.record(attr::ERROR_TYPE, error_type.as_str());
+    }
+    outcome
+}
+
+async fn commit(
+    config: &ConsumerConfig,
+    connection: &Connection,
+    queue_id: u32,
+    next_offset: u64,
+) -> Result<(), ClientError> {
+    let span = tracing::info_span!(
+        "settle",
+        "otel.name" = format!("{} settle", config.topic),
+        { attr::HOP } = "settle",
+        { attr::MESSAGING_OPERATION_TYPE } = "settle",
+        { attr::MESSAGING_CONSUMER_GROUP_NAME } = config.group.as_str(),
+        { attr::MESSAGING_DESTINATION_NAME } = config.topic.as_str(),
+        { attr::MESSAGING_DESTINATION_PARTITION_ID } = queue_id,
+        { attr::QUEUE_OFFSET } = next_offset,
+    );
+    let request = Request::CommitOffset {
+        group: config.group.clone(),
+        topic: config.topic.clone(),
+        queue_id,
+        next_offset,
+    };
+    let result = connection.request(&request, config.timeout).await;
+    drop(span);
+    result.map(|_| ())
+}

@@ -1,0 +1,264 @@
+//! What the broker does with each request, and the spans it leaves:
+//! `store` per message (joined to the producer's trace), `receive` per
+//! delivered pull batch, `settle` per offset commit it receives.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use lasthop_vocab::attr;
+
+use super::Broker;
+use crate::config::{BrokerRole, FlushDiskType};
+use crate::protocol::{
+    ErrorCode, QueueProgress, Request, Response, SendRequest, SendResult, SendStatus, WireMessage,
+};
+use crate::store::record::StoredMessage;
+use crate::store::{QueuedMessage, StoreError};
+use crate::trace_context;
+
+/// Most messages one pull returns.
+const MAX_PULL: u32 = 256;
+
+pub(crate) async fn handle(broker: &Broker, request: Request) -> Response {
+    match request {
+        Request::Send(send) => handle_send(broker, send).await,
+        Request::Pull {
+            group,
+            topic,
+            queue_id,
+            offset,
+            max,
+            wait_ms,
+        } => handle_pull(broker, &group, &topic, queue_id, offset, max, wait_ms).await,
+        Request::CommitOffset {
+            group,
+            topic,
+            queue_id,
+            next_offset,
+        } => {
+            let span = tracing::info_span!(
+                "settle",
+                { attr::HOP } = "settle",
+                { attr::MESSAGING_OPERATION_TYPE } = "settle",
+                { attr::BROKER } = broker.config.broker_name.as_str(),
+                { attr::BROKER_EPOCH } = broker.store.epoch(),
+                { attr::MESSAGING_CONSUMER_GROUP_NAME } = group.as_str(),
+                { attr::MESSAGING_DESTINATION_NAME } = topic.as_str(),
+                { attr::MESSAGING_DESTINATION_PARTITION_ID } = queue_id,
+                { attr::QUEUE_OFFSET } = next_offset,
+            );
+            broker
+                .store
+                .commit_offset(&group, &topic, queue_id, next_offset);
+            drop(span);
+            Response::Committed
+        }
+        Request::QueryOffset {
+            group,
+            topic,
+            queue_id,
+        } => Response::Offset(broker.store.committed_offset(&group, &topic, queue_id)),
+        Request::Route { topic: _ } => Response::Route {
+            broker: broker.config.broker_name.clone(),
+            epoch: broker.store.epoch(),
+            queues: broker.config.default_topic_queue_nums,
+        },
+        Request::FindMessages { msg_id, key } => {
+            match broker.store.find(msg_id.as_deref(), key.as_deref()) {
+                Ok(found) => Response::Messages(found.into_iter().map(wire).collect()),
+                Err(e) => store_error(e),
+            }
+        }
+        Request::GroupProgress { group, topic } => {
+            let mut ids = broker.store.queue_ids(&topic);
+            ids.extend(0..broker.config.default_topic_queue_nums);
+            ids.sort_unstable();
+            ids.dedup();
+            Response::Progress(
+                ids.into_iter()
+                    .map(|q| QueueProgress {
+                        queue_id: q,
+                        broker_offset: broker.store.next_queue_offset(&topic, q),
+                        consumer_offset: broker.store.committed_offset(&group, &topic, q),
+                    })
+                    .collect(),
+            )
+        }
+    }
+}
+
+fn store_error(e: StoreError) -> Response {
+    tracing::error!(error = %e, "store error");
+    Response::Error {
+        code: ErrorCode::StoreError,
+        message: e.to_string(),
+    }
+}
+
+async fn handle_send(broker: &Broker, send: SendRequest) -> Response {
+    let config = &broker.config;
+    if config.broker_role == BrokerRole::Slave {
+        return Response::Error {
+            code: ErrorCode::NotMaster,
+            message: format!("{} is a slave", config.broker_name),
+        };
+    }
+    if send.body.len() > config.max_message_size {
+        return Response::Error {
+            code: ErrorCode::MessageTooLarge,
+            message: format!(
+                "message body of {} bytes exceeds maxMessageSize {}",
+                send.body.len(),
+                config.max_message_size
+            ),
+        };
+    }
+    let queues = config.default_topic_queue_nums;
+    let queue_id = send
+        .queue_id
+        .unwrap_or_else(|| broker.next_queue.fetch_add(1, Ordering::Relaxed))
+        % queues;
+    let span = tracing::info_span!(
+        "store",
+        "otel.kind" = "server",
+        { attr::HOP } = "store",
+        { attr::MESSAGING_SYSTEM } = "rocketmq",
+        { attr::MESSAGING_MESSAGE_ID } = send.msg_id.as_str(),
+        { attr::MESSAGING_DESTINATION_NAME } = send.topic.as_str(),
+        { attr::MESSAGING_DESTINATION_PARTITION_ID } = queue_id,
+        { attr::BROKER } = config.broker_name.as_str(),
+        { attr::BROKER_EPOCH } = broker.store.epoch(),
+        { attr::COMMITLOG_OFFSET } = tracing::field::Empty,
+        { attr::COMMITLOG_SIZE } = tracing::field::Empty,
+        { attr::QUEUE_OFFSET } = tracing::field::Empty,
+        { attr::SEND_STATUS } = tracing::field::Empty,
+        "otel.status_code" = tracing::field::Empty,
+    );
+    trace_context::join(&span, &send.properties);
+    trace_context::set_keys(&span, &send.keys);
+    let msg_id = send.msg_id.clone();
+    let message = StoredMessage {
+        msg_id: send.msg_id,
+        topic: send.topic,
+        queue_id,
+        queue_offset: 0,
+        keys: send.keys,
+        tags: send.tags,
+        properties: send.properties,
+        born_ms: send.born_ms,
+        store_ms: 0,
+        reconsume_times: 0,
+        body: send.body,
+    };
+    let put = match broker.store.put(message) {
+        Ok(put) => put,
+        Err(e) => {
+            span.record("otel.status_code", "ERROR");
+            return store_error(e);
+        }
+    };
+    let end = put.commitlog_offset + put.size;
+    span.record(attr::COMMITLOG_OFFSET, put.commitlog_offset);
+    span.record(attr::COMMITLOG_SIZE, put.size);
+    span.record(attr::QUEUE_OFFSET, put.queue_offset);
+    broker.appended.send_if_modified(|e| {
+        let grew = end > *e;
+        *e = (*e).max(end);
+        grew
+    });
+    let mut status = SendStatus::SendOk;
+    if config.flush_disk_type == FlushDiskType::SyncFlush {
+        broker.flush.request(end);
+        if !broker
+            .flush
+            .wait_flushed(end, Duration::from_millis(config.sync_flush_timeout))
+            .await
+        {
+            status = SendStatus::FlushDiskTimeout;
+        }
+    }
+    span.record(attr::SEND_STATUS, status.as_str());
+    Response::Sent(SendResult {
+        status,
+        msg_id,
+        broker: config.broker_name.clone(),
+        epoch: broker.store.epoch(),
+        queue_id,
+        queue_offset: put.queue_offset,
+        commitlog_offset: put.commitlog_offset,
+    })
+}
+
+fn wire(q: QueuedMessage) -> WireMessage {
+    let m = q.message;
+    WireMessage {
+        msg_id: m.msg_id,
+        topic: m.topic,
+        queue_id: m.queue_id,
+        queue_offset: q.queue_offset,
+        commitlog_offset: q.commitlog_offset,
+        keys: m.keys,
+        tags: m.tags,
+        properties: m.properties,
+        born_ms: m.born_ms,
+        store_ms: m.store_ms,
+        reconsume_times: m.reconsume_times,
+        body: m.body,
+    }
+}
+
+async fn handle_pull(
+    broker: &Broker,
+    group: &str,
+    topic: &str,
+    queue_id: u32,
+    offset: u64,
+    max: u32,
+    wait_ms: u64,
+) -> Response {
+    let max = max.clamp(1, MAX_PULL) as usize;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
+    let mut appended = broker.appended.subscribe();
+    let mut stopping = broker.stopping.clone();
+    let messages = loop {
+        appended.borrow_and_update();
+        let found = match broker.store.get(topic, queue_id, offset, max) {
+            Ok(found) => found,
+            Err(e) => return store_error(e),
+        };
+        if !found.is_empty() || tokio::time::Instant::now() >= deadline {
+            break found;
+        }
+        // Long polling: wait for any new message, the deadline, or shutdown.
+        tokio::select! {
+            _ = appended.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = stopping.wait_for(|s| *s) => {}
+        }
+        if *stopping.borrow() {
+            break Vec::new();
+        }
+    };
+    let max_offset = broker.store.next_queue_offset(topic, queue_id);
+    let next_offset = messages.last().map_or(offset, |m| m.queue_offset + 1);
+    if !messages.is_empty() {
+        let span = tracing::info_span!(
+            "receive",
+            { attr::HOP } = "receive",
+            { attr::MESSAGING_OPERATION_TYPE } = "receive",
+            { attr::BROKER } = broker.config.broker_name.as_str(),
+            { attr::BROKER_EPOCH } = broker.store.epoch(),
+            { attr::MESSAGING_CONSUMER_GROUP_NAME } = group,
+            { attr::MESSAGING_DESTINATION_NAME } = topic,
+            { attr::MESSAGING_DESTINATION_PARTITION_ID } = queue_id,
+            { attr::RANGE_START } = offset,
+            { attr::RANGE_END } = next_offset,
+        );
+        drop(span);
+    }
+    Response::Pulled {
+        messages: messages.into_iter().map(wire).collect(),
+        next_offset,
+        max_offset,
+    }
+}

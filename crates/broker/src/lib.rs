@@ -18,6 +18,7 @@ pub mod config;
 pub mod protocol;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod trace_context;
 
 pub use config::{BrokerConfig, BrokerRole, FlushDiskType};

@@ -27,6 +27,144 @@ pub enum Command {
     Query(QueryArgs),
     /// Load span files (OTLP JSON) into the store.
     Ingest(IngestArgs),
+    /// Run an instrumented broker (RocketMQ model) that traces every hop.
+    Broker(BrokerArgs),
+    /// Send messages to a broker and print where each one was stored.
+    Produce(ProduceArgs),
+    /// Consume a topic for a group and print what was processed and the lag.
+    Consume(ConsumeArgs),
+    /// Look into a broker: messages by id or key, a group's progress.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    Master,
+    Slave,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    Sync,
+    Async,
+}
+
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// TOML configuration with RocketMQ's names (brokerName, brokerRole,
+    /// flushDiskType, flushIntervalCommitLog, listenPort, storePathRootDir,
+    /// maxMessageSize, ...); the flags below override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Broker name (brokerName).
+    #[arg(long, value_name = "N")]
+    pub name: Option<String>,
+    /// Listen address, e.g. 127.0.0.1:10911 (port 0: any free port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Store directory (storePathRootDir); default lasthop-data/broker-NAME.
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// master or slave.
+    #[arg(long, value_enum)]
+    pub role: Option<Role>,
+    /// The master a slave copies from.
+    #[arg(long, value_name = "ADDR")]
+    pub master: Option<String>,
+    /// sync: acknowledge after fsync (SYNC_FLUSH); async: from memory (ASYNC_FLUSH).
+    #[arg(long, value_enum)]
+    pub flush: Option<Mode>,
+    /// sync: acknowledge after a slave acked (SYNC_MASTER); async: at once (ASYNC_MASTER).
+    #[arg(long, value_enum)]
+    pub replication: Option<Mode>,
+    /// Milliseconds between async flushes (flushIntervalCommitLog).
+    #[arg(long, value_name = "MS")]
+    pub flush_interval: Option<u64>,
+    /// Keep unflushed commit-log bytes in memory only, so kill -9 loses them like a power cut.
+    #[arg(long)]
+    pub simulate_power_loss: bool,
+    /// OTLP/gRPC endpoint for spans (default: OTEL_EXPORTER_OTLP_ENDPOINT; none: no export).
+    #[arg(long, value_name = "URL")]
+    pub otlp: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Broker address.
+    #[arg(long, value_name = "ADDR")]
+    pub broker: String,
+    #[arg(long, value_name = "T")]
+    pub topic: String,
+    /// Messages to send.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub count: u32,
+    /// Business key of message i is PREFIX + i.
+    #[arg(long, default_value = "ORDER_", value_name = "P")]
+    pub key_prefix: String,
+    /// Extra attempts after a failed send.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub retries: u32,
+    /// Milliseconds an attempt waits for the broker.
+    #[arg(long, default_value_t = 3000, value_name = "MS")]
+    pub timeout: u64,
+    /// Send asynchronously (results arrive through callbacks).
+    #[arg(long = "async")]
+    pub async_send: bool,
+    /// OTLP/gRPC endpoint for spans (default: OTEL_EXPORTER_OTLP_ENDPOINT).
+    #[arg(long, value_name = "URL")]
+    pub otlp: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Ack {
+    /// Commit an offset only after its message was processed.
+    AfterProcess,
+    /// Commit as soon as a batch arrives (the auto-commit hazard).
+    OnReceive,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    #[arg(long, value_name = "ADDR")]
+    pub broker: String,
+    #[arg(long, value_name = "T")]
+    pub topic: String,
+    #[arg(long, value_name = "G")]
+    pub group: String,
+    #[arg(long, value_enum, default_value_t = Ack::AfterProcess)]
+    pub ack: Ack,
+    /// Stop after this many messages (default: run until Ctrl-C).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Milliseconds each message takes to process (slow consumers, crash demos).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub process_delay: u64,
+    /// OTLP/gRPC endpoint for spans (default: OTEL_EXPORTER_OTLP_ENDPOINT).
+    #[arg(long, value_name = "URL")]
+    pub otlp: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// A message by id or by business key, with where it is stored.
+    Message {
+        #[arg(long, value_name = "ADDR")]
+        broker: String,
+        #[arg(long, value_name = "ID", required_unless_present = "key")]
+        msg_id: Option<String>,
+        #[arg(long, value_name = "KEY")]
+        key: Option<String>,
+    },
+    /// A group's progress on a topic: broker offset, consumer offset, lag per queue.
+    Progress {
+        #[arg(long, value_name = "ADDR")]
+        broker: String,
+        #[arg(long, value_name = "G")]
+        group: String,
+        #[arg(long, value_name = "T")]
+        topic: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -165,6 +165,11 @@ impl RunningBroker {
         self.broker.store.epoch()
     }
 
+    /// What opening the store found.
+    pub fn recovery(&self) -> &crate::store::Recovery {
+        self.broker.store.recovery()
+    }
+
     pub fn role(&self) -> BrokerRole {
         self.broker.config.broker_role
     }

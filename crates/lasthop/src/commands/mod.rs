@@ -1,7 +1,11 @@
 //! One module per command.
 
+mod admin;
+mod broker;
 mod collector;
+mod consume;
 mod ingest;
+mod produce;
 mod query;
 
 use std::process::ExitCode;
@@ -10,10 +14,12 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::Command;
 
-/// Logs go to stderr; `RUST_LOG` overrides the default level.
+/// Logs go to stderr; `RUST_LOG` overrides the default level. Commands that
+/// emit spans set up logging together with their exporter instead.
 pub fn init_logging(command: &Command) {
     let default = match command {
         Command::Collector(_) => "info",
+        Command::Broker(_) | Command::Produce(_) | Command::Consume(_) => return,
         _ => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
@@ -31,5 +37,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Collector(args) => collector::run(args),
         Command::Query(args) => query::run(args),
         Command::Ingest(args) => ingest::run(args),
+        Command::Broker(args) => broker::run(args),
+        Command::Produce(args) => produce::run(args),
+        Command::Consume(args) => consume::run(args),
+        Command::Admin(command) => admin::run(command),
     }
 }

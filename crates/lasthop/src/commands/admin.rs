@@ -1,0 +1,63 @@
+//! `lasthop admin`: what a broker holds, as the seeds investigate it.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use lasthop_broker::client::Connection;
+use lasthop_broker::protocol::{QueueProgress, Request, Response};
+
+use crate::cli::AdminCommand;
+
+pub fn run(command: AdminCommand) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let timeout = Duration::from_secs(5);
+        match command {
+            AdminCommand::Message { broker, msg_id, key } => {
+                let conn = Connection::connect(&broker, timeout).await?;
+                let Response::Messages(found) = conn.request(&Request::FindMessages { msg_id, key }, timeout).await? else {
+                    bail!("unexpected answer from {broker}");
+                };
+                if found.is_empty() {
+                    println!("no such message on {broker}");
+                }
+                for m in found {
+                    println!(
+                        "{} keys {} topic {} queue {} queue-offset {} commitlog-offset {} stored-ms {} body {} bytes",
+                        m.msg_id, m.keys.join(","), m.topic, m.queue_id, m.queue_offset, m.commitlog_offset, m.store_ms, m.body.len()
+                    );
+                }
+            }
+            AdminCommand::Progress { broker, group, topic } => {
+                let conn = Connection::connect(&broker, timeout).await?;
+                let request = Request::GroupProgress { group: group.clone(), topic: topic.clone() };
+                let Response::Progress(queues) = conn.request(&request, timeout).await? else {
+                    bail!("unexpected answer from {broker}");
+                };
+                print_progress(&group, &topic, &queues);
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Per queue: broker offset, consumer offset, diff (RocketMQ's consumerProgress).
+pub fn print_progress(group: &str, topic: &str, queues: &[QueueProgress]) {
+    println!("group {group} topic {topic}");
+    println!(
+        "  {:>5} {:>14} {:>14} {:>8}",
+        "queue", "broker offset", "consumer offset", "diff"
+    );
+    let mut total = 0;
+    for q in queues {
+        let consumer = q.consumer_offset.unwrap_or(0);
+        let diff = q.broker_offset.saturating_sub(consumer);
+        total += diff;
+        println!(
+            "  {:>5} {:>14} {:>14} {:>8}",
+            q.queue_id, q.broker_offset, consumer, diff
+        );
+    }
+    println!("  lag {total}");
+}

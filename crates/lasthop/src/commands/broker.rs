@@ -1,0 +1,84 @@
+//! `lasthop broker`: run an instrumented broker until SIGINT or SIGTERM.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use lasthop_broker::{BrokerConfig, BrokerRole, FlushDiskType, server, telemetry};
+
+use super::collector::shutdown_signal;
+use crate::cli::{BrokerArgs, Mode, Role};
+
+/// The configuration file's values with the flags on top.
+fn config(args: &BrokerArgs) -> anyhow::Result<BrokerConfig> {
+    let mut c = match &args.config {
+        Some(path) => BrokerConfig::from_file(path)?,
+        None => BrokerConfig::default(),
+    };
+    let store_given = args.store.is_some() || args.config.is_some();
+    if let Some(name) = &args.name {
+        c.broker_name = name.clone();
+    }
+    if let Some(listen) = args.listen {
+        c.broker_ip1 = listen.ip();
+        c.listen_port = listen.port();
+    }
+    if let Some(store) = &args.store {
+        c.store_path_root_dir = store.clone();
+    } else if !store_given {
+        c.store_path_root_dir = format!("lasthop-data/broker-{}", c.broker_name).into();
+    }
+    if let Some(flush) = args.flush {
+        c.flush_disk_type = if flush == Mode::Sync {
+            FlushDiskType::SyncFlush
+        } else {
+            FlushDiskType::AsyncFlush
+        };
+    }
+    if let Some(ms) = args.flush_interval {
+        c.flush_interval_commit_log = ms;
+    }
+    match (args.role, args.replication) {
+        (Some(Role::Slave), _) => c.broker_role = BrokerRole::Slave,
+        (_, Some(Mode::Sync)) => c.broker_role = BrokerRole::SyncMaster,
+        (_, Some(Mode::Async)) | (Some(Role::Master), None) => {
+            c.broker_role = BrokerRole::AsyncMaster
+        }
+        (None, None) => {}
+    }
+    if let Some(master) = &args.master {
+        c.ha_master_address = Some(master.clone());
+    }
+    c.simulate_power_loss |= args.simulate_power_loss;
+    c.validate()?;
+    Ok(c)
+}
+
+pub fn run(args: BrokerArgs) -> anyhow::Result<ExitCode> {
+    let config = config(&args)?;
+    if config.broker_role != BrokerRole::AsyncMaster || config.ha_master_address.is_some() {
+        bail!(
+            "replication (SYNC_MASTER, slaves) is not built yet; run an ASYNC_MASTER (the default)"
+        );
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let telemetry = telemetry::init(&format!("lasthop-broker-{}", config.broker_name), args.otlp.as_deref(), "info")
+            .map_err(anyhow::Error::msg)?;
+        let broker = server::start(config).await?;
+        let r = broker.recovery();
+        println!(
+            "lasthop broker {} listening on {} (epoch {}; previous run ended: {}; commit log ends at {})",
+            broker.name(),
+            broker.addr,
+            broker.epoch(),
+            r.cause.as_str(),
+            r.surviving_end
+        );
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing requests, flushing the commit log");
+        broker.shutdown().await?;
+        let report = tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
+        eprintln!("lasthop broker stopped; {report}");
+        Ok(ExitCode::SUCCESS)
+    })
+}

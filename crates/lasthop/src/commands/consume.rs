@@ -1,0 +1,79 @@
+//! `lasthop consume`: process a topic for a group, print each message and,
+//! at the end, the group's lag per queue.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use lasthop_broker::client::{self, AckMode, ConsumerConfig, ProcessOutcome};
+use lasthop_broker::protocol::{Request, Response};
+use lasthop_broker::telemetry;
+use tokio::sync::watch;
+
+use super::collector::shutdown_signal;
+use crate::cli::{Ack, ConsumeArgs};
+
+pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let telemetry = telemetry::init("lasthop-consumer", args.otlp.as_deref(), "warn")
+            .map_err(anyhow::Error::msg)?;
+        let mut config =
+            ConsumerConfig::new(args.broker.clone(), args.group.clone(), args.topic.clone());
+        config.ack = match args.ack {
+            Ack::AfterProcess => AckMode::AfterProcess,
+            Ack::OnReceive => AckMode::OnReceive,
+        };
+        let (stop_tx, stop) = watch::channel(false);
+        let processed = Arc::new(AtomicU64::new(0));
+        let limit = args.count;
+        let (counter, stopper) = (processed.clone(), stop_tx.clone());
+        let delay = Duration::from_millis(args.process_delay);
+        let handler: client::Handler = Arc::new(move |m| {
+            if !delay.is_zero() {
+                std::thread::sleep(delay);
+            }
+            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            println!(
+                "processed {} {} queue {} queue-offset {} commitlog-offset {}",
+                m.keys.join(","),
+                m.msg_id,
+                m.queue_id,
+                m.queue_offset,
+                m.commitlog_offset
+            );
+            if limit.is_some_and(|l| n >= l) {
+                let _ = stopper.send(true);
+            }
+            ProcessOutcome::Ok
+        });
+        let consumer = tokio::spawn(client::consumer::run(config, handler, stop));
+        tokio::select! {
+            _ = shutdown_signal() => { let _ = stop_tx.send(true); }
+            _ = async { let mut rx = stop_tx.subscribe(); let _ = rx.wait_for(|s| *s).await; } => {}
+        }
+        consumer.await.context("consumer task")??;
+        print_lag(&args).await;
+        let report = tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
+        eprintln!(
+            "processed {} messages; {report}",
+            processed.load(Ordering::SeqCst)
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn print_lag(args: &ConsumeArgs) {
+    let Ok(conn) = client::Connection::connect(&args.broker, Duration::from_secs(3)).await else {
+        return;
+    };
+    let request = Request::GroupProgress {
+        group: args.group.clone(),
+        topic: args.topic.clone(),
+    };
+    if let Ok(Response::Progress(queues)) = conn.request(&request, Duration::from_secs(3)).await {
+        super::admin::print_progress(&args.group, &args.topic, &queues);
+    }
+}

@@ -1,0 +1,86 @@
+//! `lasthop produce`: send messages and print where each one landed.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use lasthop_broker::client::{Message, Producer, ProducerConfig, SendError};
+use lasthop_broker::protocol::{SendResult, SendStatus};
+use lasthop_broker::telemetry;
+
+use crate::cli::ProduceArgs;
+
+pub fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let telemetry = telemetry::init("lasthop-producer", args.otlp.as_deref(), "warn")
+            .map_err(anyhow::Error::msg)?;
+        let producer = Producer::new(ProducerConfig {
+            retries: args.retries,
+            timeout: Duration::from_millis(args.timeout),
+            ..ProducerConfig::new(args.broker.clone())
+        });
+        let message = |i: u32| Message {
+            topic: args.topic.clone(),
+            keys: vec![format!("{}{i}", args.key_prefix)],
+            body: format!("{{\"key\":\"{}{i}\"}}", args.key_prefix).into_bytes(),
+            ..Default::default()
+        };
+        let mut failed = 0u32;
+        if args.async_send {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            for i in 1..=args.count {
+                let tx = tx.clone();
+                producer.send_async(message(i), move |result| {
+                    let _ = tx.send((i, result));
+                });
+            }
+            drop(tx);
+            while let Some((i, result)) = rx.recv().await {
+                failed += print(&format!("{}{i}", args.key_prefix), &result);
+            }
+        } else {
+            for i in 1..=args.count {
+                let result = producer.send(message(i)).await;
+                failed += print(&format!("{}{i}", args.key_prefix), &result);
+            }
+        }
+        let report = tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
+        eprintln!(
+            "sent {} of {} messages; {report}",
+            args.count - failed,
+            args.count
+        );
+        Ok(if failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    })
+}
+
+/// One line per message; returns 1 when it was not stored as SEND_OK.
+fn print(key: &str, result: &Result<SendResult, SendError>) -> u32 {
+    match result {
+        Ok(r) => {
+            println!(
+                "{key} {} {} {}#{} queue {} queue-offset {} commitlog-offset {}",
+                r.msg_id,
+                r.status.as_str(),
+                r.broker,
+                r.epoch,
+                r.queue_id,
+                r.queue_offset,
+                r.commitlog_offset
+            );
+            u32::from(r.status != SendStatus::SendOk)
+        }
+        Err(e) => {
+            println!(
+                "{key} {} FAILED after {} attempts: {}",
+                e.msg_id, e.attempts, e.last
+            );
+            1
+        }
+    }
+}

@@ -145,3 +145,71 @@ pub fn request(trace_no: u64, spans: u64) -> ExportTraceServiceRequest {
 pub fn trace_hex(trace_no: u64) -> String {
     format!("{}{:016x}", "ab".repeat(8), trace_no)
 }
+
+/// A `lasthop broker` process.
+pub struct BrokerProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// The banner: "... (epoch E; previous run ended: CAUSE; commit log ends at N)".
+    pub banner: String,
+}
+
+impl BrokerProcess {
+    pub fn start(store: &Path, args: &[&str]) -> BrokerProcess {
+        let mut child = lasthop()
+            .args(["broker", "--listen", "127.0.0.1:0", "--store"])
+            .arg(store)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn lasthop broker");
+        let mut banner = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut banner)
+            .unwrap();
+        let addr = banner
+            .split_whitespace()
+            .find_map(|w| w.parse::<SocketAddr>().ok())
+            .unwrap_or_else(|| panic!("no address in banner {banner:?}"));
+        BrokerProcess {
+            child,
+            addr,
+            banner,
+        }
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.banner
+            .split("epoch ")
+            .nth(1)
+            .and_then(|s| s.split(';').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap()
+    }
+
+    pub fn terminate(mut self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(self.child.wait().unwrap().success());
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -54,6 +54,10 @@ pub struct BrokerConfig {
     pub default_topic_queue_nums: u32,
     /// The master a slave copies from.
     pub ha_master_address: Option<String>,
+    /// 0 for the master; a slave of the same `brokerName` has another id.
+    pub broker_id: u32,
+    /// Milliseconds a SYNC_MASTER send waits for a slave's ack before `FLUSH_SLAVE_TIMEOUT`.
+    pub slave_ack_timeout: u64,
     /// Keep unflushed commit-log bytes in process memory only, so that
     /// `kill -9` loses them as a power cut would.
     pub simulate_power_loss: bool,
@@ -74,6 +78,8 @@ impl Default for BrokerConfig {
             max_message_size: 4 << 20,
             default_topic_queue_nums: 4,
             ha_master_address: None,
+            broker_id: 0,
+            slave_ack_timeout: 3000,
             simulate_power_loss: false,
         }
     }
@@ -131,6 +137,11 @@ impl BrokerConfig {
 
     pub fn listen_addr(&self) -> SocketAddr {
         SocketAddr::new(self.broker_ip1, self.listen_port)
+    }
+
+    /// How this broker names itself as a replica: `brokerName/brokerId`.
+    pub fn replica_name(&self) -> String {
+        format!("{}/{}", self.broker_name, self.broker_id)
     }
 
     pub fn flush_interval(&self) -> Duration {

@@ -67,6 +67,29 @@ pub enum Request {
         group: String,
         topic: String,
     },
+    /// A slave's pull of the master's commit log; `from` is the slave's
+    /// durable end, and so its acknowledgement of everything below.
+    ReplicaPull {
+        replica: String,
+        from: u64,
+        max_bytes: u32,
+        wait_ms: u64,
+    },
+    /// Turns a slave into the master, e.g. after the master's disk is lost.
+    Promote {
+        cause: String,
+    },
+    /// The master's put offset and each replica's acknowledged offset.
+    ReplicationStatus,
+}
+
+/// One replica as the master sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    pub name: String,
+    pub acked_offset: u64,
+    /// Milliseconds since its last pull.
+    pub last_seen_ms: u64,
 }
 
 /// RocketMQ's send statuses.
@@ -147,6 +170,8 @@ pub enum ErrorCode {
     StoreError,
     /// This broker is a slave and does not take writes.
     NotMaster,
+    /// The request does not fit the broker's role (e.g. promoting a master).
+    WrongRole,
 }
 
 /// A broker response.
@@ -167,6 +192,21 @@ pub enum Response {
     },
     Messages(Vec<WireMessage>),
     Progress(Vec<QueueProgress>),
+    ReplicaData {
+        master_epoch: u64,
+        master_end: u64,
+        bytes: Vec<u8>,
+    },
+    Promoted {
+        epoch: u64,
+        end: u64,
+    },
+    Replication {
+        role: String,
+        epoch: u64,
+        put_offset: u64,
+        replicas: Vec<ReplicaStatus>,
+    },
     Error {
         code: ErrorCode,
         message: String,

@@ -165,6 +165,20 @@ pub enum AdminCommand {
         #[arg(long, value_name = "T")]
         topic: String,
     },
+    /// A master's replication status: put offset, each slave's acked offset, the gap.
+    Replication {
+        #[arg(long, value_name = "ADDR")]
+        broker: String,
+    },
+    /// Promote a slave to master (failover), e.g. after the master's disk is lost.
+    Promote {
+        /// The slave's address.
+        #[arg(long, value_name = "ADDR")]
+        broker: String,
+        /// Why: disk_lost, crash, ... (recorded in the failover span).
+        #[arg(long, default_value = "disk_lost")]
+        cause: String,
+    },
 }
 
 #[derive(Debug, Args)]

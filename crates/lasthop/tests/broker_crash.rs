@@ -6,13 +6,13 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use lasthop_broker::client::{Connection, Message, Producer, ProducerConfig};
-use lasthop_broker::protocol::{Request, Response, SendStatus};
+use lasthop_broker::client::{Message, Producer, ProducerConfig};
+use lasthop_broker::protocol::SendStatus;
 use lasthop_collector::{CollectorConfig, server};
 use lasthop_vocab::Hop;
-use support::BrokerProcess;
+use support::{BrokerProcess, send_all, stored_ids};
 
-const TOPIC: &str = "order_paid";
+use support::TOPIC;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -20,76 +20,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-async fn send_all(addr: &str, keys: impl Iterator<Item = String>) -> Vec<String> {
-    let producer = Producer::new(ProducerConfig {
-        retries: 0,
-        ..ProducerConfig::new(addr)
-    });
-    let mut ids = Vec::new();
-    for key in keys {
-        let r = producer
-            .send(Message {
-                topic: TOPIC.into(),
-                keys: vec![key],
-                body: b"paid".to_vec(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(r.status, SendStatus::SendOk);
-        ids.push(r.msg_id);
-    }
-    ids
-}
-
-/// Every message id the broker holds for the topic, read through its queues.
-async fn stored_ids(addr: &str) -> BTreeSet<String> {
-    let conn = Connection::connect(addr, Duration::from_secs(3))
-        .await
-        .unwrap();
-    let t = Duration::from_secs(3);
-    let Response::Route { queues, .. } = conn
-        .request(
-            &Request::Route {
-                topic: TOPIC.into(),
-            },
-            t,
-        )
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
-    let mut ids = BTreeSet::new();
-    for queue_id in 0..queues {
-        let mut offset = 0;
-        loop {
-            let pull = Request::Pull {
-                group: "audit".into(),
-                topic: TOPIC.into(),
-                queue_id,
-                offset,
-                max: 256,
-                wait_ms: 0,
-            };
-            let Response::Pulled {
-                messages,
-                next_offset,
-                ..
-            } = conn.request(&pull, t).await.unwrap()
-            else {
-                panic!()
-            };
-            if messages.is_empty() {
-                break;
-            }
-            ids.extend(messages.into_iter().map(|m| m.msg_id));
-            offset = next_offset;
-        }
-    }
-    ids
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lasthop_vocab::attr;
 
-use super::Broker;
+use super::{Broker, replication};
 use crate::config::{BrokerRole, FlushDiskType};
 use crate::protocol::{
     ErrorCode, QueueProgress, Request, Response, SendRequest, SendResult, SendStatus, WireMessage,
@@ -69,6 +69,14 @@ pub(crate) async fn handle(broker: &Broker, request: Request) -> Response {
                 Err(e) => store_error(e),
             }
         }
+        Request::ReplicaPull {
+            replica,
+            from,
+            max_bytes,
+            wait_ms,
+        } => replication::handle_pull(broker, replica, from, max_bytes, wait_ms).await,
+        Request::Promote { cause } => replication::promote(broker, &cause).await,
+        Request::ReplicationStatus => replication::status(broker),
         Request::GroupProgress { group, topic } => {
             let mut ids = broker.store.queue_ids(&topic);
             ids.extend(0..broker.config.default_topic_queue_nums);
@@ -97,7 +105,8 @@ fn store_error(e: StoreError) -> Response {
 
 async fn handle_send(broker: &Broker, send: SendRequest) -> Response {
     let config = &broker.config;
-    if config.broker_role == BrokerRole::Slave {
+    let role = broker.role();
+    if role == BrokerRole::Slave {
         return Response::Error {
             code: ErrorCode::NotMaster,
             message: format!("{} is a slave", config.broker_name),
@@ -175,6 +184,14 @@ async fn handle_send(broker: &Broker, send: SendRequest) -> Response {
             .await
         {
             status = SendStatus::FlushDiskTimeout;
+        }
+    }
+    if role == BrokerRole::SyncMaster && status == SendStatus::SendOk {
+        let timeout = Duration::from_millis(config.slave_ack_timeout);
+        if !broker.replication.available() {
+            status = SendStatus::SlaveNotAvailable;
+        } else if !broker.replication.wait_acked(end, timeout).await {
+            status = SendStatus::FlushSlaveTimeout;
         }
     }
     span.record(attr::SEND_STATUS, status.as_str());

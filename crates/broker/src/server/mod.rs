@@ -8,6 +8,7 @@
 mod connection;
 pub mod flush;
 mod handlers;
+mod replication;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,6 +51,15 @@ pub(crate) struct Broker {
     pub appended: watch::Sender<u64>,
     pub next_queue: AtomicU32,
     pub stopping: watch::Receiver<bool>,
+    /// The current role: a slave becomes a master when promoted.
+    pub role: std::sync::Mutex<BrokerRole>,
+    pub replication: replication::Replication,
+}
+
+impl Broker {
+    pub fn role(&self) -> BrokerRole {
+        *self.role.lock().expect("role lock")
+    }
 }
 
 /// A broker that is serving.
@@ -93,12 +103,17 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, BrokerError> {
         flush,
         next_queue: AtomicU32::new(0),
         stopping: stopping.clone(),
+        role: std::sync::Mutex::new(config.broker_role),
+        replication: replication::Replication::new(),
         config,
     });
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(connection::accept_loop(broker.clone(), listener)),
         tokio::spawn(persist_offsets(broker.clone())),
     ];
+    if broker.role() == BrokerRole::Slave {
+        tasks.push(tokio::spawn(replication::run_slave(broker.clone())));
+    }
     tracing::info!(broker = %broker.config.broker_name, %addr, epoch = broker.store.epoch(), "broker listening");
     Ok(RunningBroker {
         addr,
@@ -171,7 +186,7 @@ impl RunningBroker {
     }
 
     pub fn role(&self) -> BrokerRole {
-        self.broker.config.broker_role
+        self.broker.role()
     }
 
     /// Stops serving, finishes requests in flight, flushes and closes the store.

@@ -20,6 +20,7 @@ pub mod offset_storage;
 pub mod record;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -44,6 +45,9 @@ pub enum StoreError {
     /// A consume queue points at a record that is not there.
     #[error("no valid record at commit-log offset {0}")]
     Missing(u64),
+    /// Replicated bytes do not continue this store's log.
+    #[error("replication error: {0}")]
+    Replica(String),
 }
 
 /// Why the store's previous run ended, as the `recover` span reports it.
@@ -132,7 +136,7 @@ pub struct MessageStore {
     backend: Arc<dyn Backend>,
     log: Mutex<Log>,
     offsets: Mutex<OffsetStorage>,
-    epoch: u64,
+    epoch: AtomicU64,
     recovery: Recovery,
 }
 
@@ -196,13 +200,61 @@ impl MessageStore {
             backend,
             log: Mutex::new(Log { log, queues }),
             offsets: Mutex::new(offsets),
-            epoch,
+            epoch: AtomicU64::new(epoch),
             recovery,
         })
     }
 
     pub fn epoch(&self) -> u64 {
-        self.epoch
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Moves to a new epoch above both the current one and `at_least` (a
+    /// promoted slave continues after its master's epoch). Durable.
+    pub fn advance_epoch(&self, at_least: u64) -> Result<u64, StoreError> {
+        let floor = at_least.max(self.epoch());
+        let next = epoch::advance(self.backend.as_ref(), &self.dir.join("epoch"), floor)?;
+        self.epoch.store(next, Ordering::Release);
+        Ok(next)
+    }
+
+    /// Appends whole records copied from a master, at the same offsets and
+    /// queue positions the master gave them. Returns the new end.
+    pub fn append_replicated(&self, bytes: &[u8]) -> Result<u64, StoreError> {
+        let mut log = self.log();
+        let mut pos = 0usize;
+        while pos < bytes.len() {
+            let ReadOutcome::Value { message, size } = record::decode(&bytes[pos..]) else {
+                return Err(StoreError::Replica(format!(
+                    "a bad record at offset {}",
+                    log.log.end()
+                )));
+            };
+            let expected = log.queues.next_offset(&message.topic, message.queue_id);
+            if message.queue_offset != expected {
+                return Err(StoreError::Replica(format!(
+                    "queue {}@{} expects offset {expected}, the master sent {}",
+                    message.topic, message.queue_id, message.queue_offset
+                )));
+            }
+            let record = &bytes[pos..pos + size as usize];
+            let offset = log.log.append(record)?;
+            log.queues.push(
+                &message.topic,
+                message.queue_id,
+                CqEntry {
+                    commitlog_offset: offset,
+                    size: size as u32,
+                },
+            );
+            pos += size as usize;
+        }
+        Ok(log.log.end())
+    }
+
+    /// Whole raw records from `offset` on, about `max` bytes (what a slave copies).
+    pub fn read_raw(&self, offset: u64, max: usize) -> Result<Vec<u8>, StoreError> {
+        self.log().log.read_raw(offset, max)
     }
 
     pub fn recovery(&self) -> &Recovery {

@@ -37,6 +37,34 @@ pub fn run(command: AdminCommand) -> anyhow::Result<ExitCode> {
                 };
                 print_progress(&group, &topic, &queues);
             }
+            AdminCommand::Replication { broker } => {
+                let conn = Connection::connect(&broker, timeout).await?;
+                let Response::Replication { role, epoch, put_offset, replicas } =
+                    conn.request(&Request::ReplicationStatus, timeout).await?
+                else {
+                    bail!("unexpected answer from {broker}");
+                };
+                println!("{broker}: {role}, epoch {epoch}, master put offset {put_offset}");
+                if replicas.is_empty() {
+                    println!("  no slave has connected");
+                }
+                for r in replicas {
+                    println!(
+                        "  slave {} acked offset {} diff {} (last seen {} ms ago)",
+                        r.name,
+                        r.acked_offset,
+                        put_offset.saturating_sub(r.acked_offset),
+                        r.last_seen_ms
+                    );
+                }
+            }
+            AdminCommand::Promote { broker, cause } => {
+                let conn = Connection::connect(&broker, timeout).await?;
+                let Response::Promoted { epoch, end } = conn.request(&Request::Promote { cause }, timeout).await? else {
+                    bail!("unexpected answer from {broker}");
+                };
+                println!("{broker} is now master, epoch {epoch}; its commit log ends at {end}");
+            }
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -22,10 +22,18 @@ fn config(args: &BrokerArgs) -> anyhow::Result<BrokerConfig> {
         c.broker_ip1 = listen.ip();
         c.listen_port = listen.port();
     }
+    if args.role == Some(Role::Slave) && c.broker_id == 0 {
+        c.broker_id = 1;
+    }
     if let Some(store) = &args.store {
         c.store_path_root_dir = store.clone();
     } else if !store_given {
-        c.store_path_root_dir = format!("lasthop-data/broker-{}", c.broker_name).into();
+        let suffix = if c.broker_id == 0 {
+            String::new()
+        } else {
+            format!("-{}", c.broker_id)
+        };
+        c.store_path_root_dir = format!("lasthop-data/broker-{}{suffix}", c.broker_name).into();
     }
     if let Some(flush) = args.flush {
         c.flush_disk_type = if flush == Mode::Sync {
@@ -55,10 +63,8 @@ fn config(args: &BrokerArgs) -> anyhow::Result<BrokerConfig> {
 
 pub fn run(args: BrokerArgs) -> anyhow::Result<ExitCode> {
     let config = config(&args)?;
-    if config.broker_role != BrokerRole::AsyncMaster || config.ha_master_address.is_some() {
-        bail!(
-            "replication (SYNC_MASTER, slaves) is not built yet; run an ASYNC_MASTER (the default)"
-        );
+    if config.broker_role != BrokerRole::Slave && config.ha_master_address.is_some() {
+        bail!("--master is for a slave (--role slave)");
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {

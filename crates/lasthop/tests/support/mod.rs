@@ -6,6 +6,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use lasthop_broker::client::{Connection, Message, Producer, ProducerConfig};
+use lasthop_broker::protocol::{Request, Response, SendStatus};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -212,4 +217,77 @@ impl Drop for BrokerProcess {
             let _ = self.child.wait();
         }
     }
+}
+
+pub const TOPIC: &str = "order_paid";
+
+/// Sends one message per key; every send must be `SEND_OK`. Returns the message ids.
+pub async fn send_all(addr: &str, keys: impl Iterator<Item = String>) -> Vec<String> {
+    let producer = Producer::new(ProducerConfig {
+        retries: 0,
+        ..ProducerConfig::new(addr)
+    });
+    let mut ids = Vec::new();
+    for key in keys {
+        let r = producer
+            .send(Message {
+                topic: TOPIC.into(),
+                keys: vec![key],
+                body: b"paid".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(r.status, SendStatus::SendOk);
+        ids.push(r.msg_id);
+    }
+    ids
+}
+
+/// Every message id the broker holds for the topic, read through its queues.
+pub async fn stored_ids(addr: &str) -> BTreeSet<String> {
+    let conn = Connection::connect(addr, Duration::from_secs(3))
+        .await
+        .unwrap();
+    let t = Duration::from_secs(3);
+    let Response::Route { queues, .. } = conn
+        .request(
+            &Request::Route {
+                topic: TOPIC.into(),
+            },
+            t,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let mut ids = BTreeSet::new();
+    for queue_id in 0..queues {
+        let mut offset = 0;
+        loop {
+            let pull = Request::Pull {
+                group: "audit".into(),
+                topic: TOPIC.into(),
+                queue_id,
+                offset,
+                max: 256,
+                wait_ms: 0,
+            };
+            let Response::Pulled {
+                messages,
+                next_offset,
+                ..
+            } = conn.request(&pull, t).await.unwrap()
+            else {
+                panic!()
+            };
+            if messages.is_empty() {
+                break;
+            }
+            ids.extend(messages.into_iter().map(|m| m.msg_id));
+            offset = next_offset;
+        }
+    }
+    ids
 }

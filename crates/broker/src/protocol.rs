@@ -25,6 +25,7 @@ pub struct SendRequest {
     pub tags: Option<String>,
     pub properties: Vec<(String, String)>,
     pub born_ms: u64,
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
 }
 
@@ -138,6 +139,7 @@ pub struct WireMessage {
     pub born_ms: u64,
     pub store_ms: u64,
     pub reconsume_times: u32,
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
 }
 
@@ -195,6 +197,7 @@ pub enum Response {
     ReplicaData {
         master_epoch: u64,
         master_end: u64,
+        #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
     Promoted {

@@ -1,6 +1,7 @@
 //! Tracing for lasthop's own processes: `tracing` spans become OpenTelemetry
-//! spans (tracing-opentelemetry) exported over OTLP/gRPC to `--otlp URL` or
-//! `OTEL_EXPORTER_OTLP_ENDPOINT`, named by `OTEL_SERVICE_NAME` when set.
+//! spans (tracing-opentelemetry) exported over OTLP to `--otlp URL` or
+//! `OTEL_EXPORTER_OTLP_ENDPOINT`, named by `OTEL_SERVICE_NAME` when set; gRPC
+//! unless `OTEL_EXPORTER_OTLP_PROTOCOL` is `http/protobuf`.
 //!
 //! Nothing is dropped silently: every span that ends is counted, every span
 //! the exporter delivers or fails to deliver is counted, and the difference
@@ -60,19 +61,30 @@ pub struct Telemetry {
     exporting: bool,
 }
 
+/// Counts every ended span, then hands it on. Wrapping (rather than adding a
+/// second processor) matters: the SDK clones a span for every processor but the last.
 #[derive(Debug)]
-struct CountEnded(Arc<Counters>);
+struct CountEnded<P> {
+    inner: P,
+    counters: Arc<Counters>,
+}
 
-impl SpanProcessor for CountEnded {
-    fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
-    fn on_end(&self, _span: SpanData) {
-        self.0.ended.fetch_add(1, Ordering::Relaxed);
+impl<P: SpanProcessor> SpanProcessor for CountEnded<P> {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        self.inner.on_start(span, cx);
+    }
+    fn on_end(&self, span: SpanData) {
+        self.counters.ended.fetch_add(1, Ordering::Relaxed);
+        self.inner.on_end(span);
     }
     fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
+        self.inner.force_flush()
     }
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
     }
 }
 
@@ -113,6 +125,33 @@ pub fn init(
     otlp: Option<&str>,
     default_log: &str,
 ) -> Result<Telemetry, String> {
+    init_with(default_service, otlp, Protocol::from_env(), default_log)
+}
+
+/// OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+impl Protocol {
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL`, as SDKs read it: `http/protobuf` or gRPC.
+    pub fn from_env() -> Protocol {
+        match std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL") {
+            Ok(p) if p.starts_with("http") => Protocol::HttpProtobuf,
+            _ => Protocol::Grpc,
+        }
+    }
+}
+
+/// [`init`] with the transport given rather than read from the environment.
+pub fn init_with(
+    default_service: &str,
+    otlp: Option<&str>,
+    protocol: Protocol,
+    default_log: &str,
+) -> Result<Telemetry, String> {
     let counters = Arc::new(Counters::default());
     let endpoint = otlp
         .map(str::to_owned)
@@ -135,11 +174,23 @@ pub fn init(
         });
     };
     let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| default_service.to_owned());
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(endpoint.clone())
-        .build()
-        .map_err(|e| format!("cannot export spans to {endpoint}: {e}"))?;
+    let exporter = if protocol == Protocol::HttpProtobuf {
+        let url = if endpoint.ends_with("/v1/traces") {
+            endpoint.clone()
+        } else {
+            format!("{}/v1/traces", endpoint.trim_end_matches('/'))
+        };
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(url)
+            .build()
+    } else {
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint.clone())
+            .build()
+    }
+    .map_err(|e| format!("cannot export spans to {endpoint}: {e}"))?;
     let batch = BatchSpanProcessor::builder(CountExported {
         inner: exporter,
         counters: counters.clone(),
@@ -153,8 +204,10 @@ pub fn init(
     )
     .build();
     let provider = SdkTracerProvider::builder()
-        .with_span_processor(CountEnded(counters.clone()))
-        .with_span_processor(batch)
+        .with_span_processor(CountEnded {
+            inner: batch,
+            counters: counters.clone(),
+        })
         .with_resource(
             Resource::builder()
                 .with_service_name(service.clone())

@@ -266,3 +266,29 @@ fn async_master_loses_only_what_the_slave_had_not_acked_and_failover_says_so() {
     drop(pipeline);
     rt.block_on(collector.shutdown());
 }
+
+#[test]
+fn a_restarted_slave_catches_up() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let (mstore, sstore) = (dir.path().join("master"), dir.path().join("slave"));
+    let master = BrokerProcess::start(&mstore, &["--replication", "async"]);
+    let maddr = master.addr.to_string();
+    let slave_args = ["--role", "slave", "--master", maddr.as_str()];
+    let slave = BrokerProcess::start(&sstore, &slave_args);
+    rt.block_on(send(&maddr, 0..10));
+    rt.block_on(wait_replication(&maddr, |put, acked| acked == Some(put)));
+    slave.kill9();
+    rt.block_on(send(&maddr, 10..25));
+    let slave = BrokerProcess::start(&sstore, &slave_args);
+    rt.block_on(wait_replication(&maddr, |put, acked| acked == Some(put)));
+    let on_master = rt.block_on(stored_ids(&maddr));
+    let on_slave = rt.block_on(stored_ids(&slave.addr.to_string()));
+    assert_eq!(on_master.len(), 25);
+    assert_eq!(
+        on_slave, on_master,
+        "the slave holds everything the master does"
+    );
+    slave.terminate();
+    master.terminate();
+}

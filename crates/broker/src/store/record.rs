@@ -29,6 +29,7 @@ pub struct StoredMessage {
     pub born_ms: u64,
     pub store_ms: u64,
     pub reconsume_times: u32,
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
 }
 

@@ -8,6 +8,7 @@ use lasthop_broker::client::{Message, Producer, ProducerConfig, SendError};
 use lasthop_broker::protocol::{SendResult, SendStatus};
 use lasthop_broker::telemetry;
 
+use super::collector::shutdown_signal;
 use crate::cli::ProduceArgs;
 
 pub fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
@@ -26,24 +27,32 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
             body: format!("{{\"key\":\"{}{i}\"}}", args.key_prefix).into_bytes(),
             ..Default::default()
         };
-        let mut failed = 0u32;
-        if args.async_send {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            for i in 1..=args.count {
-                let tx = tx.clone();
-                producer.send_async(message(i), move |result| {
-                    let _ = tx.send((i, result));
-                });
+        let (mut sent, mut failed) = (0u32, 0u32);
+        let sending = async {
+            if args.async_send {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                for i in 1..=args.count {
+                    let tx = tx.clone();
+                    producer.send_async(message(i), move |result| {
+                        let _ = tx.send((i, result));
+                    });
+                }
+                drop(tx);
+                while let Some((i, result)) = rx.recv().await {
+                    sent += 1;
+                    failed += print(&format!("{}{i}", args.key_prefix), &result);
+                }
+            } else {
+                for i in 1..=args.count {
+                    let result = producer.send(message(i)).await;
+                    sent += 1;
+                    failed += print(&format!("{}{i}", args.key_prefix), &result);
+                }
             }
-            drop(tx);
-            while let Some((i, result)) = rx.recv().await {
-                failed += print(&format!("{}{i}", args.key_prefix), &result);
-            }
-        } else {
-            for i in 1..=args.count {
-                let result = producer.send(message(i)).await;
-                failed += print(&format!("{}{i}", args.key_prefix), &result);
-            }
+        };
+        tokio::select! {
+            _ = sending => {}
+            _ = shutdown_signal() => eprintln!("interrupted: exporting spans and stopping"),
         }
         let report = tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
         eprintln!(

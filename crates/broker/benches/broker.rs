@@ -1,0 +1,222 @@
+//! Broker throughput and latency with 1 KiB messages, tracing off and on in
+//! the same run (DESIGN section 9: traced >= 90% of untraced, no span dropped).
+//!
+//! ```text
+//! cargo bench -p lasthop-broker --bench broker -- [--messages N] [--producers P]
+//! ```
+//!
+//! Each configuration (ASYNC_FLUSH, SYNC_FLUSH) runs untraced first (no
+//! subscriber: spans cost nothing), then, after the tracing pipeline is
+//! installed, traced: every hop's span is created, batched and exported over
+//! OTLP/HTTP to a sink on loopback that accepts each request without decoding
+//! it, so the figure is the broker's and client's own tracing cost.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use lasthop_broker::client::{
+    self, ConsumerConfig, Message, ProcessOutcome, Producer, ProducerConfig,
+};
+use lasthop_broker::protocol::SendStatus;
+use lasthop_broker::{BrokerConfig, FlushDiskType, server, telemetry};
+use tokio::sync::watch;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+struct Args {
+    messages: usize,
+    producers: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        messages: 20_000,
+        producers: 16,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--messages" => {
+                a.messages = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--messages N")
+            }
+            "--producers" => {
+                a.producers = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--producers P")
+            }
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+struct Run {
+    produce_rate: f64,
+    p50: Duration,
+    p99: Duration,
+    consume_rate: f64,
+}
+
+async fn run(flush: FlushDiskType, args: &Args) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig {
+        listen_port: 0,
+        store_path_root_dir: dir.path().to_owned(),
+        flush_disk_type: flush,
+        ..BrokerConfig::default()
+    };
+    let broker = server::start(config).await.unwrap();
+    let addr = broker.addr.to_string();
+    let producer = Producer::new(ProducerConfig::new(addr.clone()));
+    let body = vec![b'x'; 1024];
+    let per = args.messages / args.producers;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..args.producers)
+        .map(|p| {
+            let (producer, body) = (producer.clone(), body.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(per);
+                for i in 0..per {
+                    let m = Message {
+                        topic: "order_paid".into(),
+                        keys: vec![format!("ORDER_{p}_{i}")],
+                        body: body.clone(),
+                        ..Default::default()
+                    };
+                    let t = Instant::now();
+                    let r = producer.send(m).await.expect("send");
+                    assert_eq!(r.status, SendStatus::SendOk);
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap());
+    }
+    let produce = start.elapsed();
+    latencies.sort();
+    let total = per * args.producers;
+
+    let consumed = Arc::new(AtomicU64::new(0));
+    let (stop_tx, stop) = watch::channel(false);
+    let counter = consumed.clone();
+    let stopper = stop_tx.clone();
+    let handler: client::Handler = Arc::new(move |_| {
+        if counter.fetch_add(1, Ordering::Relaxed) + 1 == total as u64 {
+            let _ = stopper.send(true);
+        }
+        ProcessOutcome::Ok
+    });
+    let start = Instant::now();
+    let consumer = tokio::spawn(client::consumer::run(
+        ConsumerConfig::new(addr, "bench", "order_paid"),
+        handler,
+        stop,
+    ));
+    let mut rx = stop_tx.subscribe();
+    let _ = rx.wait_for(|s| *s).await;
+    let consume = start.elapsed();
+    consumer.await.unwrap().unwrap();
+    broker.shutdown().await.unwrap();
+    Run {
+        produce_rate: total as f64 / produce.as_secs_f64(),
+        p50: latencies[latencies.len() / 2],
+        p99: latencies[latencies.len() * 99 / 100],
+        consume_rate: total as f64 / consume.as_secs_f64(),
+    }
+}
+
+/// An OTLP/HTTP endpoint that takes every request and keeps nothing.
+async fn sink() -> std::net::SocketAddr {
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        post(|_body: axum::body::Bytes| async {
+            (
+                [("content-type", "application/x-protobuf")],
+                Vec::<u8>::new(),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+fn line(label: &str, r: &Run) {
+    println!(
+        "{label:<22} produce {:>8.0} msg/s  p50 {:>6.2} ms  p99 {:>6.2} ms  consume {:>8.0} msg/s",
+        r.produce_rate,
+        r.p50.as_secs_f64() * 1e3,
+        r.p99.as_secs_f64() * 1e3,
+        r.consume_rate
+    );
+}
+
+fn main() {
+    let args = args();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let modes = [
+            ("ASYNC_FLUSH", FlushDiskType::AsyncFlush),
+            ("SYNC_FLUSH", FlushDiskType::SyncFlush),
+        ];
+        // Warm-up, untraced.
+        run(
+            FlushDiskType::AsyncFlush,
+            &Args {
+                messages: args.messages / 4,
+                producers: args.producers,
+            },
+        )
+        .await;
+        let mut untraced = Vec::new();
+        for (label, mode) in modes {
+            let r = run(mode, &args).await;
+            line(&format!("{label} untraced"), &r);
+            untraced.push(r);
+        }
+        let sink = sink().await;
+        let endpoint = format!("http://{sink}");
+        let telemetry = telemetry::init_with(
+            "lasthop-bench",
+            Some(&endpoint),
+            telemetry::Protocol::HttpProtobuf,
+            "error",
+        )
+        .unwrap();
+        for (i, (label, mode)) in modes.into_iter().enumerate() {
+            let before = telemetry.report().ended;
+            let r = run(mode, &args).await;
+            let spans = telemetry.report().ended - before;
+            line(&format!("{label} traced"), &r);
+            println!(
+                "{:<22} traced/untraced: produce {:.2}, consume {:.2}; {:.1} spans per message",
+                "",
+                r.produce_rate / untraced[i].produce_rate,
+                r.consume_rate / untraced[i].consume_rate,
+                spans as f64 / args.messages as f64
+            );
+        }
+        let report = tokio::task::spawn_blocking(move || telemetry.shutdown())
+            .await
+            .unwrap();
+        println!("{report}");
+        assert_eq!(report.dropped + report.failed, 0, "no span dropped");
+    });
+}

@@ -6,6 +6,7 @@ mod common;
 use std::io::Write;
 
 use common::{Harness, kv, request, s, span};
+use lasthop_collector::otlp::http::RpcStatus;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use reqwest::blocking::Client;
@@ -33,15 +34,6 @@ fn post(
         retry_after,
         r.bytes().unwrap().to_vec(),
     )
-}
-
-/// `google.rpc.Status`, decoded from an error body.
-#[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
 }
 
 fn good(h: &Harness, trace: u8) -> (u16, Option<String>, Vec<u8>) {

@@ -112,10 +112,10 @@ fn async_flush_power_loss_loses_the_unflushed_tail_and_the_recover_span_says_so(
             .into_iter()
             .find(|s| s.hop == Some(Hop::Send))
     };
-    let arrived = wait_for(|| {
-        send_of(&acked_then_lost[0]).is_some() && !recover_spans(&pipeline, epoch).is_empty()
+    support::eventually("send and recover spans", || {
+        (send_of(&acked_then_lost[0]).is_some() && !recover_spans(&pipeline, epoch).is_empty())
+            .then_some(())
     });
-    assert!(arrived, "send and recover spans arrive");
     let recover = recover_spans(&pipeline, epoch).remove(0);
     assert_eq!(
         recover
@@ -154,17 +154,6 @@ fn recover_spans(
         .into_iter()
         .filter(|s| s.hop == Some(Hop::Recover) && s.epoch == Some(epoch))
         .collect()
-}
-
-fn wait_for(mut done: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::time::Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 #[test]

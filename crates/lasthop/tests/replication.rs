@@ -177,22 +177,17 @@ fn async_master_loses_only_what_the_slave_had_not_acked_and_failover_says_so() {
             .filter_map(|s| s.range_end)
             .max()
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while max_replicated() != Some(put) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no replicate span up to {put}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    signal(slave.child.id(), "-STOP"); // the slave falls behind
+    support::eventually("a replicate span up to the put offset", || {
+        (max_replicated() == Some(put)).then_some(())
+    });
+    signal(slave.process.id(), "-STOP"); // the slave falls behind
     let unreplicated = rt.block_on(send(&maddr, 10..20));
     assert!(
         unreplicated.iter().all(|r| r.status == SendStatus::SendOk),
         "an async master acknowledges at once"
     );
     disk_lost(master, &mstore);
-    signal(slave.child.id(), "-CONT");
+    signal(slave.process.id(), "-CONT");
 
     let Response::Promoted { epoch, end } = rt.block_on(request(
         &saddr,
@@ -229,20 +224,10 @@ fn async_master_loses_only_what_the_slave_had_not_acked_and_failover_says_so() {
     );
     slave.terminate();
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let failover = loop {
-        let found = pipeline
-            .store()
-            .by_time_range(0, u64::MAX, 10_000)
-            .unwrap()
-            .into_iter()
-            .find(|s| s.hop == Some(Hop::Failover));
-        if let Some(f) = found {
-            break f;
-        }
-        assert!(std::time::Instant::now() < deadline, "no failover span");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let failover = support::eventually("the failover span", || {
+        let spans = pipeline.store().by_time_range(0, u64::MAX, 10_000).unwrap();
+        spans.into_iter().find(|s| s.hop == Some(Hop::Failover))
+    });
     assert_eq!(
         (failover.epoch, failover.range_end),
         (Some(epoch), Some(end))

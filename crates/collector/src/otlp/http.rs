@@ -44,11 +44,11 @@ enum Encoding {
 
 /// `google.rpc.Status`, the body OTLP prescribes for errors.
 #[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
+pub struct RpcStatus {
     #[prost(int32, tag = "1")]
-    code: i32,
+    pub code: i32,
     #[prost(string, tag = "2")]
-    message: String,
+    pub message: String,
 }
 
 /// An error answer in the request's encoding.

@@ -20,9 +20,45 @@ pub fn lasthop() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lasthop"))
 }
 
+/// A child process that is killed if a test ends (or fails) while it runs.
+pub struct Process(pub Child);
+
+impl Process {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// SIGTERM, then wait: the graceful path.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.0.wait().unwrap()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Process {
+    /// A failing test must not leave a process running.
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// A `lasthop collector` process on free loopback ports.
 pub struct CollectorProcess {
-    pub child: Child,
+    pub process: Process,
     pub grpc: SocketAddr,
     pub http: SocketAddr,
     pub api: SocketAddr,
@@ -59,38 +95,19 @@ impl CollectorProcess {
             .collect();
         assert_eq!(addrs.len(), 3, "unexpected banner {line:?}");
         CollectorProcess {
-            child,
+            process: Process(child),
             grpc: addrs[0],
             http: addrs[1],
             api: addrs[2],
         }
     }
 
-    /// SIGTERM, then wait: the graceful path.
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.child.wait().unwrap()
+        self.process.terminate()
     }
 
-    /// SIGKILL: no chance to flush anything.
     pub fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for CollectorProcess {
-    /// A failing test must not leave a collector running.
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.process.kill9();
     }
 }
 
@@ -153,7 +170,7 @@ pub fn trace_hex(trace_no: u64) -> String {
 
 /// A `lasthop broker` process.
 pub struct BrokerProcess {
-    pub child: Child,
+    pub process: Process,
     pub addr: SocketAddr,
     /// The banner: "... (epoch E; previous run ended: CAUSE; commit log ends at N)".
     pub banner: String,
@@ -179,7 +196,7 @@ impl BrokerProcess {
             .find_map(|w| w.parse::<SocketAddr>().ok())
             .unwrap_or_else(|| panic!("no address in banner {banner:?}"));
         BrokerProcess {
-            child,
+            process: Process(child),
             addr,
             banner,
         }
@@ -195,27 +212,27 @@ impl BrokerProcess {
     }
 
     pub fn terminate(mut self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        assert!(self.child.wait().unwrap().success());
+        assert!(self.process.terminate().success());
     }
 
     pub fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.process.kill9();
     }
 }
 
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+/// Polls `f` until it yields a value (a condition another process brings
+/// about, such as spans reaching the collector); panics after 20 s.
+pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -58,6 +58,10 @@ pub struct BrokerConfig {
     pub broker_id: u32,
     /// Milliseconds a SYNC_MASTER send waits for a slave's ack before `FLUSH_SLAVE_TIMEOUT`.
     pub slave_ack_timeout: u64,
+    /// Retry delays by level, RocketMQ's format (`1s 5s 10s 30s 1m ...`).
+    pub message_delay_level: String,
+    /// Deliveries after which a failing message goes to the dead-letter queue.
+    pub max_reconsume_times: u32,
     /// Keep unflushed commit-log bytes in process memory only, so that
     /// `kill -9` loses them as a power cut would.
     pub simulate_power_loss: bool,
@@ -80,6 +84,9 @@ impl Default for BrokerConfig {
             ha_master_address: None,
             broker_id: 0,
             slave_ack_timeout: 3000,
+            message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
+                .into(),
+            max_reconsume_times: 16,
             simulate_power_loss: false,
         }
     }
@@ -127,6 +134,9 @@ impl BrokerConfig {
                 "defaultTopicQueueNums must be at least 1".into(),
             ));
         }
+        if let Err(e) = self.delay_levels() {
+            return Err(ConfigError::Invalid(format!("messageDelayLevel: {e}")));
+        }
         if self.flush_interval_commit_log == 0 {
             return Err(ConfigError::Invalid(
                 "flushIntervalCommitLog must be at least 1 ms".into(),
@@ -144,9 +154,42 @@ impl BrokerConfig {
         format!("{}/{}", self.broker_name, self.broker_id)
     }
 
+    /// The retry delays, level 1 first.
+    pub fn delay_levels(&self) -> Result<Vec<Duration>, String> {
+        let levels: Result<Vec<Duration>, String> = self
+            .message_delay_level
+            .split_whitespace()
+            .map(parse_delay)
+            .collect();
+        match levels {
+            Ok(l) if l.is_empty() => Err("no delay levels".into()),
+            other => other,
+        }
+    }
+
     pub fn flush_interval(&self) -> Duration {
         Duration::from_millis(self.flush_interval_commit_log)
     }
+}
+
+/// `100ms`, `5s`, `2m`, `1h`, `1d`.
+fn parse_delay(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{text:?} is not a delay such as 5s"))?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        "d" => n * 86_400_000,
+        _ => return Err(format!("{text:?} has no unit (ms, s, m, h, d)")),
+    };
+    Ok(Duration::from_millis(ms))
 }
 
 #[cfg(test)]
@@ -179,5 +222,22 @@ mod tests {
             ..BrokerConfig::default()
         };
         assert!(slave.validate().is_err());
+        let levels = BrokerConfig {
+            message_delay_level: "100ms 2s 1m".into(),
+            ..BrokerConfig::default()
+        };
+        assert_eq!(
+            levels.delay_levels().unwrap(),
+            vec![
+                Duration::from_millis(100),
+                Duration::from_secs(2),
+                Duration::from_secs(60)
+            ]
+        );
+        let bad = BrokerConfig {
+            message_delay_level: "5x".into(),
+            ..BrokerConfig::default()
+        };
+        assert!(bad.validate().is_err());
     }
 }

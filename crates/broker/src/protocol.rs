@@ -82,6 +82,23 @@ pub enum Request {
     },
     /// The master's put offset and each replica's acknowledged offset.
     ReplicationStatus,
+    /// A consumer gives a message back for a later retry (RocketMQ's send-back):
+    /// into the group's retry topic after a growing delay, or into its
+    /// dead-letter queue once `max_reconsume_times` deliveries failed.
+    SendBack {
+        group: String,
+        commitlog_offset: u64,
+        max_reconsume_times: Option<u32>,
+    },
+    /// Messages in a group's dead-letter queue.
+    ListDeadLetters {
+        group: String,
+    },
+    /// Puts a dead-lettered message back into the group's retry topic, with a fresh retry count.
+    ResendDeadLetter {
+        group: String,
+        msg_id: String,
+    },
 }
 
 /// One replica as the master sees it.
@@ -209,6 +226,12 @@ pub enum Response {
         epoch: u64,
         put_offset: u64,
         replicas: Vec<ReplicaStatus>,
+    },
+    /// Where a sent-back message went: `%RETRY%group` (with its delivery delay) or `%DLQ%group`.
+    SentBack {
+        topic: String,
+        reconsume_times: u32,
+        delay_ms: u64,
     },
     Error {
         code: ErrorCode,

@@ -114,6 +114,7 @@ async fn after_process_retries_a_failed_message_and_on_receive_skips_it() {
         let dir = tempfile::tempdir().unwrap();
         let broker = server::start(BrokerConfig {
             default_topic_queue_nums: 1,
+            message_delay_level: "10ms".into(),
             ..config(dir.path(), FlushDiskType::AsyncFlush)
         })
         .await

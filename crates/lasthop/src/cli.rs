@@ -170,6 +170,22 @@ pub enum AdminCommand {
         #[arg(long, value_name = "ADDR")]
         broker: String,
     },
+    /// Messages in a consumer group's dead-letter queue.
+    Dlq {
+        #[arg(long, value_name = "ADDR")]
+        broker: String,
+        #[arg(long, value_name = "G")]
+        group: String,
+    },
+    /// Put a dead-lettered message back into its group's retry topic.
+    Resend {
+        #[arg(long, value_name = "ADDR")]
+        broker: String,
+        #[arg(long, value_name = "G")]
+        group: String,
+        #[arg(long, value_name = "ID")]
+        msg_id: String,
+    },
     /// Promote a slave to master (failover), e.g. after the master's disk is lost.
     Promote {
         /// The slave's address.

@@ -45,8 +45,11 @@ pub struct ConsumerConfig {
     pub batch: u32,
     /// Long-polling wait of a pull.
     pub poll_wait: Duration,
-    /// Pause before a failed message is tried again.
+    /// Pause before a failed message is tried again locally (when it cannot be sent back).
     pub retry_delay: Duration,
+    /// Deliveries before a failing message goes to the dead-letter queue
+    /// (`None`: the broker's `maxReconsumeTimes`).
+    pub max_reconsume_times: Option<u32>,
     pub timeout: Duration,
 }
 
@@ -64,6 +67,7 @@ impl ConsumerConfig {
             batch: 32,
             poll_wait: Duration::from_millis(500),
             retry_delay: Duration::from_millis(200),
+            max_reconsume_times: None,
             timeout: Duration::from_secs(5),
         }
     }
@@ -93,16 +97,20 @@ pub async fn run(
     };
     let config = Arc::new(config);
     let mut tasks = tokio::task::JoinSet::new();
-    for queue_id in 0..queues {
+    let retry = crate::server::retry::retry_topic(&config.group);
+    let subscriptions = (0..queues)
+        .map(|q| (config.topic.clone(), q))
+        .chain([(retry, 0)]);
+    for (topic, queue_id) in subscriptions {
         let (config, connection, handler, stop) = (
             config.clone(),
             connection.clone(),
             handler.clone(),
             stop.clone(),
         );
-        tasks.spawn(
-            async move { consume_queue(&config, &connection, &handler, queue_id, stop).await },
-        );
+        tasks.spawn(async move {
+            consume_queue(&config, &connection, &handler, &topic, queue_id, stop).await
+        });
     }
     let mut processed = 0;
     let mut first_error = None;
@@ -124,10 +132,11 @@ async fn consume_queue(
     config: &ConsumerConfig,
     connection: &Connection,
     handler: &Handler,
+    topic: &str,
     queue_id: u32,
     mut stop: watch::Receiver<bool>,
 ) -> Result<u64, ClientError> {
-    let (group, topic) = (config.group.as_str(), config.topic.as_str());
+    let group = config.group.as_str();
     let query = Request::QueryOffset {
         group: group.into(),
         topic: topic.into(),
@@ -175,7 +184,7 @@ async fn consume_queue(
             continue;
         }
         if config.ack == AckMode::OnReceive {
-            commit(config, connection, queue_id, next_offset).await?;
+            commit(config, connection, topic, queue_id, next_offset).await?;
         }
         let mut done_to = offset;
         for message in &messages {
@@ -184,13 +193,19 @@ async fn consume_queue(
                     processed += 1;
                     done_to = message.queue_offset + 1;
                 }
-                ProcessOutcome::Failed(_) if config.ack == AckMode::AfterProcess => break,
+                // Reconsume later: the broker keeps it for a retry, so the offset may move on.
+                ProcessOutcome::Failed(_) if config.ack == AckMode::AfterProcess => {
+                    if send_back(config, connection, message).await.is_err() {
+                        break; // not handed over: try it again here
+                    }
+                    done_to = message.queue_offset + 1;
+                }
                 // On-receive: the offset is already committed, the failure is swallowed.
                 ProcessOutcome::Failed(_) => done_to = message.queue_offset + 1,
             }
         }
         if config.ack == AckMode::AfterProcess && done_to > offset {
-            commit(config, connection, queue_id, done_to).await?;
+            commit(config, connection, topic, queue_id, done_to).await?;
         }
         if done_to < next_offset && config.ack == AckMode::AfterProcess {
             tokio::time::sleep(config.retry_delay).await;
@@ -205,17 +220,21 @@ async fn consume_queue(
 }
 
 fn process(config: &ConsumerConfig, handler: &Handler, message: &WireMessage) -> ProcessOutcome {
+    // A retried message is still a message of the topic it was sent to.
+    let topic = message
+        .property(crate::server::retry::PROP_ORIGIN_TOPIC)
+        .unwrap_or(&message.topic);
     let fields = |hop: &'static str| {
         tracing::info_span!(
             "consume",
-            "otel.name" = format!("{} {hop}", message.topic),
+            "otel.name" = format!("{topic} {hop}"),
             "otel.kind" = "consumer",
             "otel.status_code" = tracing::field::Empty,
             { attr::HOP } = hop,
             { attr::MESSAGING_SYSTEM } = "rocketmq",
             { attr::MESSAGING_OPERATION_TYPE } = hop,
             { attr::MESSAGING_MESSAGE_ID } = message.msg_id.as_str(),
-            { attr::MESSAGING_DESTINATION_NAME } = message.topic.as_str(),
+            { attr::MESSAGING_DESTINATION_NAME } = topic,
             { attr::MESSAGING_DESTINATION_PARTITION_ID } = message.queue_id,
             { attr::MESSAGING_CONSUMER_GROUP_NAME } = config.group.as_str(),
             { attr::QUEUE_OFFSET } = message.queue_offset,
@@ -239,25 +258,42 @@ fn process(config: &ConsumerConfig, handler: &Handler, message: &WireMessage) ->
     outcome
 }
 
+async fn send_back(
+    config: &ConsumerConfig,
+    connection: &Connection,
+    message: &WireMessage,
+) -> Result<(), ClientError> {
+    let request = Request::SendBack {
+        group: config.group.clone(),
+        commitlog_offset: message.commitlog_offset,
+        max_reconsume_times: config.max_reconsume_times,
+    };
+    connection
+        .request(&request, config.timeout)
+        .await
+        .map(|_| ())
+}
+
 async fn commit(
     config: &ConsumerConfig,
     connection: &Connection,
+    topic: &str,
     queue_id: u32,
     next_offset: u64,
 ) -> Result<(), ClientError> {
     let span = tracing::info_span!(
         "settle",
-        "otel.name" = format!("{} settle", config.topic),
+        "otel.name" = format!("{topic} settle"),
         { attr::HOP } = "settle",
         { attr::MESSAGING_OPERATION_TYPE } = "settle",
         { attr::MESSAGING_CONSUMER_GROUP_NAME } = config.group.as_str(),
-        { attr::MESSAGING_DESTINATION_NAME } = config.topic.as_str(),
+        { attr::MESSAGING_DESTINATION_NAME } = topic,
         { attr::MESSAGING_DESTINATION_PARTITION_ID } = queue_id,
         { attr::QUEUE_OFFSET } = next_offset,
     );
     let request = Request::CommitOffset {
         group: config.group.clone(),
-        topic: config.topic.clone(),
+        topic: topic.to_owned(),
         queue_id,
         next_offset,
     };

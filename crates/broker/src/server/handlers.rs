@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lasthop_vocab::attr;
 
-use super::{Broker, replication};
+use super::{Broker, replication, retry};
 use crate::config::{BrokerRole, FlushDiskType};
 use crate::protocol::{
     ErrorCode, QueueProgress, Request, Response, SendRequest, SendResult, SendStatus, WireMessage,
@@ -77,6 +77,15 @@ pub(crate) async fn handle(broker: &Broker, request: Request) -> Response {
         } => replication::handle_pull(broker, replica, from, max_bytes, wait_ms).await,
         Request::Promote { cause } => replication::promote(broker, &cause).await,
         Request::ReplicationStatus => replication::status(broker),
+        Request::SendBack {
+            group,
+            commitlog_offset,
+            max_reconsume_times,
+        } => retry::send_back(broker, &group, commitlog_offset, max_reconsume_times),
+        Request::ListDeadLetters { group } => retry::list_dead_letters(broker, &group),
+        Request::ResendDeadLetter { group, msg_id } => {
+            retry::resend_dead_letter(broker, &group, &msg_id)
+        }
         Request::GroupProgress { group, topic } => {
             let mut ids = broker.store.queue_ids(&topic);
             ids.extend(0..broker.config.default_topic_queue_nums);
@@ -105,6 +114,16 @@ fn store_error(e: StoreError) -> Response {
 
 async fn handle_send(broker: &Broker, send: SendRequest) -> Response {
     let config = &broker.config;
+    if retry::is_internal(&send.topic) || send.topic.starts_with('%') {
+        let message = format!(
+            "{} is a system topic; producers cannot send to it",
+            send.topic
+        );
+        return Response::Error {
+            code: ErrorCode::BadRequest,
+            message,
+        };
+    }
     let role = broker.role();
     if role == BrokerRole::Slave {
         return Response::Error {
@@ -206,7 +225,7 @@ async fn handle_send(broker: &Broker, send: SendRequest) -> Response {
     })
 }
 
-fn wire(q: QueuedMessage) -> WireMessage {
+pub(crate) fn wire(q: QueuedMessage) -> WireMessage {
     let m = q.message;
     WireMessage {
         msg_id: m.msg_id,
@@ -233,6 +252,13 @@ async fn handle_pull(
     max: u32,
     wait_ms: u64,
 ) -> Response {
+    if retry::is_internal(topic) {
+        let message = format!("{topic} is an internal topic");
+        return Response::Error {
+            code: ErrorCode::BadRequest,
+            message,
+        };
+    }
     let max = max.clamp(1, MAX_PULL) as usize;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
     let mut appended = broker.appended.subscribe();

@@ -9,6 +9,7 @@ mod connection;
 pub mod flush;
 mod handlers;
 mod replication;
+pub mod retry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -113,6 +114,8 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, BrokerError> {
     ];
     if broker.role() == BrokerRole::Slave {
         tasks.push(tokio::spawn(replication::run_slave(broker.clone())));
+    } else {
+        tasks.push(tokio::spawn(retry::run_scheduler(broker.clone())));
     }
     tracing::info!(broker = %broker.config.broker_name, %addr, epoch = broker.store.epoch(), "broker listening");
     Ok(RunningBroker {

@@ -332,6 +332,14 @@ impl MessageStore {
         Ok(out)
     }
 
+    /// The message stored at a commit-log offset.
+    pub fn read_at(&self, commitlog_offset: u64) -> Result<StoredMessage, StoreError> {
+        match self.log().log.read(commitlog_offset)? {
+            ReadOutcome::Value { message, .. } => Ok(message),
+            _ => Err(StoreError::Missing(commitlog_offset)),
+        }
+    }
+
     /// The offset the next message of a queue gets (its "max offset").
     pub fn next_queue_offset(&self, topic: &str, queue_id: u32) -> u64 {
         self.log().queues.next_offset(topic, queue_id)

@@ -58,6 +58,25 @@ pub fn run(command: AdminCommand) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
+            AdminCommand::Dlq { broker, group } => {
+                let conn = Connection::connect(&broker, timeout).await?;
+                let Response::Messages(found) = conn.request(&Request::ListDeadLetters { group: group.clone() }, timeout).await?
+                else {
+                    bail!("unexpected answer from {broker}");
+                };
+                println!("%DLQ%{group}: {} messages", found.len());
+                for m in found {
+                    println!("  {} keys {} after {} deliveries, body {} bytes", m.msg_id, m.keys.join(","), m.reconsume_times, m.body.len());
+                }
+            }
+            AdminCommand::Resend { broker, group, msg_id } => {
+                let conn = Connection::connect(&broker, timeout).await?;
+                let request = Request::ResendDeadLetter { group, msg_id: msg_id.clone() };
+                let Response::SentBack { topic, .. } = conn.request(&request, timeout).await? else {
+                    bail!("unexpected answer from {broker}");
+                };
+                println!("{msg_id} resent to {topic}");
+            }
             AdminCommand::Promote { broker, cause } => {
                 let conn = Connection::connect(&broker, timeout).await?;
                 let Response::Promoted { epoch, end } = conn.request(&Request::Promote { cause }, timeout).await? else {

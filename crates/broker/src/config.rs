@@ -62,6 +62,12 @@ pub struct BrokerConfig {
     pub message_delay_level: String,
     /// Deliveries after which a failing message goes to the dead-letter queue.
     pub max_reconsume_times: u32,
+    /// Milliseconds a half message waits before the first check-back.
+    pub transaction_time_out: u64,
+    /// Milliseconds between check-back scans.
+    pub transaction_check_interval: u64,
+    /// Check-backs before an unresolved half message is rolled back.
+    pub transaction_check_max: u32,
     /// Keep unflushed commit-log bytes in process memory only, so that
     /// `kill -9` loses them as a power cut would.
     pub simulate_power_loss: bool,
@@ -87,6 +93,9 @@ impl Default for BrokerConfig {
             message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
                 .into(),
             max_reconsume_times: 16,
+            transaction_time_out: 6000,
+            transaction_check_interval: 1000,
+            transaction_check_max: 15,
             simulate_power_loss: false,
         }
     }

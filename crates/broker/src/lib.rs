@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod config;
+pub mod fault_proxy;
 pub mod protocol;
 pub mod server;
 pub mod store;

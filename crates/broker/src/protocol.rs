@@ -99,6 +99,52 @@ pub enum Request {
         group: String,
         msg_id: String,
     },
+    /// Marks this connection as one of `group`'s producers: check-backs for
+    /// the group's transactions are sent on it.
+    RegisterProducer {
+        group: String,
+    },
+    /// A transactional half message: stored, invisible to consumers, until ended.
+    SendHalf {
+        group: String,
+        tx_id: String,
+        send: SendRequest,
+    },
+    /// Commits or rolls back a half message (`Unknown` leaves it to the check-back).
+    EndTransaction {
+        group: String,
+        tx_id: String,
+        msg_id: String,
+        half_offset: u64,
+        state: TxState,
+        from_check: bool,
+    },
+    /// Broker to producer: what became of this transaction? Answered with `EndTransaction`.
+    CheckTransaction {
+        tx_id: String,
+        msg_id: String,
+        half_offset: u64,
+        topic: String,
+        keys: Vec<String>,
+    },
+}
+
+/// A local transaction's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxState {
+    Commit,
+    Rollback,
+    Unknown,
+}
+
+impl TxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxState::Commit => "commit",
+            TxState::Rollback => "rollback",
+            TxState::Unknown => "unknown",
+        }
+    }
 }
 
 /// One replica as the master sees it.
@@ -227,6 +273,11 @@ pub enum Response {
         put_offset: u64,
         replicas: Vec<ReplicaStatus>,
     },
+    /// The transaction ended (or was already ended: ending twice is harmless).
+    TxEnded {
+        state: TxState,
+        already: bool,
+    },
     /// Where a sent-back message went: `%RETRY%group` (with its delivery delay) or `%DLQ%group`.
     SentBack {
         topic: String,
@@ -246,6 +297,18 @@ pub struct Frame {
     pub kind: u8,
     pub request_id: u64,
     pub body: Vec<u8>,
+}
+
+impl Frame {
+    /// The frame's bytes as they travel.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = ((HEAD + self.body.len()) as u32).to_le_bytes().to_vec();
+        out.push(self.version);
+        out.push(self.kind);
+        out.extend_from_slice(&self.request_id.to_le_bytes());
+        out.extend_from_slice(&self.body);
+        out
+    }
 }
 
 /// Why a frame could not be read.

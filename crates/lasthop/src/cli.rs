@@ -109,8 +109,12 @@ pub struct ProduceArgs {
     #[arg(long, default_value_t = 3000, value_name = "MS")]
     pub timeout: u64,
     /// Send asynchronously (results arrive through callbacks).
-    #[arg(long = "async")]
+    #[arg(long = "async", conflicts_with = "tx")]
     pub async_send: bool,
+    /// Send each message as a transaction: half message, local transaction
+    /// (which commits), commit; check-backs are answered from this run's record.
+    #[arg(long)]
+    pub tx: bool,
     /// OTLP/gRPC endpoint for spans (default: OTEL_EXPORTER_OTLP_ENDPOINT).
     #[arg(long, value_name = "URL")]
     pub otlp: Option<String>,

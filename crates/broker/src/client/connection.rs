@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::{Mutex, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
-use crate::protocol::{self, KIND_REQUEST, Request, Response};
+use crate::protocol::{self, KIND_REQUEST, KIND_RESPONSE, Request, Response};
 
 /// Largest response frame a client accepts.
 const MAX_RESPONSE: usize = 256 << 20;
@@ -42,6 +42,7 @@ pub struct Connection {
     pending: Pending,
     next_id: AtomicU64,
     broken: Arc<AtomicBool>,
+    closed: watch::Receiver<bool>,
     reader: tokio::task::JoinHandle<()>,
 }
 
@@ -53,6 +54,16 @@ impl Drop for Connection {
 
 impl Connection {
     pub async fn connect(addr: &str, timeout: Duration) -> Result<Connection, ClientError> {
+        Self::connect_with(addr, timeout, None).await
+    }
+
+    /// Like [`Connection::connect`]; requests the broker sends on this
+    /// connection (transaction check-backs) go to `incoming`.
+    pub async fn connect_with(
+        addr: &str,
+        timeout: Duration,
+        incoming: Option<mpsc::UnboundedSender<Request>>,
+    ) -> Result<Connection, ClientError> {
         let connect = tokio::time::timeout(timeout, TcpStream::connect(addr)).await;
         let stream = match connect {
             Ok(Ok(stream)) => stream,
@@ -73,10 +84,22 @@ impl Connection {
         let (mut reader, writer) = stream.into_split();
         let pending: Pending = Arc::default();
         let broken = Arc::new(AtomicBool::new(false));
+        let (closed_tx, closed) = watch::channel(false);
         let reader_pending = pending.clone();
         let reader_broken = broken.clone();
         let reader = tokio::spawn(async move {
             while let Ok(frame) = protocol::read_frame(&mut reader, MAX_RESPONSE).await {
+                if frame.kind == KIND_REQUEST {
+                    if let (Some(tx), Ok(request)) =
+                        (&incoming, postcard::from_bytes::<Request>(&frame.body))
+                    {
+                        let _ = tx.send(request);
+                    }
+                    continue;
+                }
+                if frame.kind != KIND_RESPONSE {
+                    break;
+                }
                 let Ok(response) = postcard::from_bytes::<Response>(&frame.body) else {
                     break;
                 };
@@ -91,14 +114,22 @@ impl Connection {
             reader_broken.store(true, Ordering::Release);
             // Dropping the senders fails every waiting request.
             reader_pending.lock().expect("pending lock").clear();
+            let _ = closed_tx.send(true);
         });
         Ok(Connection {
             writer: Mutex::new(writer),
             pending,
             next_id: AtomicU64::new(1),
             broken,
+            closed,
             reader,
         })
+    }
+
+    /// Resolves once the connection is gone.
+    pub async fn closed(&self) {
+        let mut rx = self.closed.clone();
+        let _ = rx.wait_for(|c| *c).await;
     }
 
     /// Whether the connection has failed (a new one is needed).

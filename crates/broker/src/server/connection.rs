@@ -95,6 +95,11 @@ async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
                 continue;
             }
         };
+        if let Request::RegisterProducer { group } = &request {
+            broker.transactions.register(group, &writer);
+            respond(&writer, frame.request_id, &Response::Committed).await;
+            continue;
+        }
         let (broker, writer) = (broker.clone(), writer.clone());
         requests.spawn(async move {
             let response = handle(&broker, request).await;

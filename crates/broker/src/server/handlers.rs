@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lasthop_vocab::attr;
 
-use super::{Broker, replication, retry};
+use super::{Broker, replication, retry, transaction};
 use crate::config::{BrokerRole, FlushDiskType};
 use crate::protocol::{
     ErrorCode, QueueProgress, Request, Response, SendRequest, SendResult, SendStatus, WireMessage,
@@ -83,6 +83,21 @@ pub(crate) async fn handle(broker: &Broker, request: Request) -> Response {
             max_reconsume_times,
         } => retry::send_back(broker, &group, commitlog_offset, max_reconsume_times),
         Request::ListDeadLetters { group } => retry::list_dead_letters(broker, &group),
+        Request::SendHalf { group, tx_id, send } => {
+            transaction::send_half(broker, group, tx_id, send).await
+        }
+        Request::EndTransaction {
+            tx_id,
+            half_offset,
+            state,
+            from_check,
+            ..
+        } => transaction::end(broker, &tx_id, half_offset, state, from_check).await,
+        // Registration needs the connection: the connection task handles it.
+        Request::RegisterProducer { .. } | Request::CheckTransaction { .. } => Response::Error {
+            code: ErrorCode::BadRequest,
+            message: "not a request a broker answers here".into(),
+        },
         Request::ResendDeadLetter { group, msg_id } => {
             retry::resend_dead_letter(broker, &group, &msg_id)
         }
@@ -114,32 +129,8 @@ fn store_error(e: StoreError) -> Response {
 
 async fn handle_send(broker: &Broker, send: SendRequest) -> Response {
     let config = &broker.config;
-    if retry::is_internal(&send.topic) || send.topic.starts_with('%') {
-        let message = format!(
-            "{} is a system topic; producers cannot send to it",
-            send.topic
-        );
-        return Response::Error {
-            code: ErrorCode::BadRequest,
-            message,
-        };
-    }
-    let role = broker.role();
-    if role == BrokerRole::Slave {
-        return Response::Error {
-            code: ErrorCode::NotMaster,
-            message: format!("{} is a slave", config.broker_name),
-        };
-    }
-    if send.body.len() > config.max_message_size {
-        return Response::Error {
-            code: ErrorCode::MessageTooLarge,
-            message: format!(
-                "message body of {} bytes exceeds maxMessageSize {}",
-                send.body.len(),
-                config.max_message_size
-            ),
-        };
+    if let Some(refused) = refuse_send(broker, &send) {
+        return refused;
     }
     let queues = config.default_topic_queue_nums;
     let queue_id = send
@@ -194,25 +185,7 @@ async fn handle_send(broker: &Broker, send: SendRequest) -> Response {
         *e = (*e).max(end);
         grew
     });
-    let mut status = SendStatus::SendOk;
-    if config.flush_disk_type == FlushDiskType::SyncFlush {
-        broker.flush.request(end);
-        if !broker
-            .flush
-            .wait_flushed(end, Duration::from_millis(config.sync_flush_timeout))
-            .await
-        {
-            status = SendStatus::FlushDiskTimeout;
-        }
-    }
-    if role == BrokerRole::SyncMaster && status == SendStatus::SendOk {
-        let timeout = Duration::from_millis(config.slave_ack_timeout);
-        if !broker.replication.available() {
-            status = SendStatus::SlaveNotAvailable;
-        } else if !broker.replication.wait_acked(end, timeout).await {
-            status = SendStatus::FlushSlaveTimeout;
-        }
-    }
+    let status = wait_durable(broker, end).await;
     span.record(attr::SEND_STATUS, status.as_str());
     Response::Sent(SendResult {
         status,
@@ -223,6 +196,68 @@ async fn handle_send(broker: &Broker, send: SendRequest) -> Response {
         queue_offset: put.queue_offset,
         commitlog_offset: put.commitlog_offset,
     })
+}
+
+/// Waits as the configuration asks before a send is acknowledged: for the
+/// fsync covering `end` (SYNC_FLUSH) and for a slave's ack (SYNC_MASTER).
+/// Why a send (or half message) cannot be taken, if it cannot.
+pub(crate) fn refuse_send(broker: &Broker, send: &SendRequest) -> Option<Response> {
+    let config = &broker.config;
+    if retry::is_internal(&send.topic) || send.topic.starts_with('%') {
+        let message = format!(
+            "{} is a system topic; producers cannot send to it",
+            send.topic
+        );
+        return Some(Response::Error {
+            code: ErrorCode::BadRequest,
+            message,
+        });
+    }
+    let role = broker.role();
+    if role == BrokerRole::Slave {
+        return Some(Response::Error {
+            code: ErrorCode::NotMaster,
+            message: format!("{} is a slave", config.broker_name),
+        });
+    }
+    if send.body.len() > config.max_message_size {
+        return Some(Response::Error {
+            code: ErrorCode::MessageTooLarge,
+            message: format!(
+                "message body of {} bytes exceeds maxMessageSize {}",
+                send.body.len(),
+                config.max_message_size
+            ),
+        });
+    }
+    None
+}
+
+pub(crate) async fn wait_durable(broker: &Broker, end: u64) -> SendStatus {
+    let config = &broker.config;
+    if config.flush_disk_type == FlushDiskType::SyncFlush {
+        broker.flush.request(end);
+        if !broker
+            .flush
+            .wait_flushed(end, Duration::from_millis(config.sync_flush_timeout))
+            .await
+        {
+            return SendStatus::FlushDiskTimeout;
+        }
+    }
+    if broker.role() == BrokerRole::SyncMaster {
+        if !broker.replication.available() {
+            return SendStatus::SlaveNotAvailable;
+        }
+        if !broker
+            .replication
+            .wait_acked(end, Duration::from_millis(config.slave_ack_timeout))
+            .await
+        {
+            return SendStatus::FlushSlaveTimeout;
+        }
+    }
+    SendStatus::SendOk
 }
 
 pub(crate) fn wire(q: QueuedMessage) -> WireMessage {

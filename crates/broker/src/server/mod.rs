@@ -10,6 +10,7 @@ pub mod flush;
 mod handlers;
 mod replication;
 pub mod retry;
+pub mod transaction;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,6 +56,7 @@ pub(crate) struct Broker {
     /// The current role: a slave becomes a master when promoted.
     pub role: std::sync::Mutex<BrokerRole>,
     pub replication: replication::Replication,
+    pub transactions: transaction::Transactions,
 }
 
 impl Broker {
@@ -85,6 +87,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, BrokerError> {
         .expect("store open task")?;
     let store = Arc::new(store);
     report_recovery(&config.broker_name, &store);
+    let transactions = transaction::Transactions::load(&store)?;
     let addr = config.listen_addr();
     let listener = TcpListener::bind(addr)
         .await
@@ -106,6 +109,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, BrokerError> {
         stopping: stopping.clone(),
         role: std::sync::Mutex::new(config.broker_role),
         replication: replication::Replication::new(),
+        transactions,
         config,
     });
     let mut tasks = vec![
@@ -116,6 +120,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, BrokerError> {
         tasks.push(tokio::spawn(replication::run_slave(broker.clone())));
     } else {
         tasks.push(tokio::spawn(retry::run_scheduler(broker.clone())));
+        tasks.push(tokio::spawn(transaction::run_checker(broker.clone())));
     }
     tracing::info!(broker = %broker.config.broker_name, %addr, epoch = broker.store.epoch(), "broker listening");
     Ok(RunningBroker {

@@ -178,8 +178,15 @@ pub struct BrokerProcess {
 
 impl BrokerProcess {
     pub fn start(store: &Path, args: &[&str]) -> BrokerProcess {
+        let any_port: &[&str] = if args.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = lasthop()
-            .args(["broker", "--listen", "127.0.0.1:0", "--store"])
+            .arg("broker")
+            .args(any_port)
+            .arg("--store")
             .arg(store)
             .args(args)
             .env("RUST_LOG", "warn")

@@ -126,6 +126,8 @@ pub enum Request {
         half_offset: u64,
         topic: String,
         keys: Vec<String>,
+        /// The half message's properties: its `traceparent` lets the answer join the trace.
+        properties: Vec<(String, String)>,
     },
 }
 

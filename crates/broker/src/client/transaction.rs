@@ -123,15 +123,15 @@ impl TransactionProducer {
         let mut half = None;
         for attempt in 1..=config.retries + 1 {
             match self.prepare(&msg_id, &tx_id, &message, attempt).await {
-                Ok(r) if r.status == SendStatus::SendOk => {
-                    half = Some(r);
+                Ok((r, properties)) if r.status == SendStatus::SendOk => {
+                    half = Some((r, properties));
                     break;
                 }
-                Ok(r) => last = ClientError::Refused(r.status.as_str().into()),
+                Ok((r, _)) => last = ClientError::Refused(r.status.as_str().into()),
                 Err(e) => last = e,
             }
         }
-        let Some(half) = half else {
+        let Some((half, properties)) = half else {
             return Err(SendError {
                 msg_id,
                 attempts: config.retries + 1,
@@ -139,7 +139,7 @@ impl TransactionProducer {
             });
         };
         let state = local(&msg_id);
-        let end_delivered = self.end(&tx_id, &half, &message, state, false).await;
+        let end_delivered = self.end(&tx_id, &half, &message, &properties, state).await;
         Ok(TxOutcome {
             half,
             state,
@@ -153,7 +153,7 @@ impl TransactionProducer {
         tx_id: &str,
         message: &Message,
         attempt: u32,
-    ) -> Result<SendResult, ClientError> {
+    ) -> Result<(SendResult, Vec<(String, String)>), ClientError> {
         let span = tracing::info_span!(
             "tx.prepare",
             "otel.kind" = "producer",
@@ -187,20 +187,20 @@ impl TransactionProducer {
                     queue_id: Some(inner.next_queue.fetch_add(1, Ordering::Relaxed) % queues),
                     keys: message.keys.clone(),
                     tags: message.tags.clone(),
-                    properties,
+                    properties: properties.clone(),
                     born_ms: now_ms(),
                     body: message.body.clone(),
                 },
             };
             match c.request(&request, inner.config.timeout).await? {
-                Response::Sent(r) => Ok(r),
+                Response::Sent(r) => Ok((r, properties)),
                 other => Err(ClientError::Refused(format!("unexpected answer {other:?}"))),
             }
         }
         .instrument(span.clone())
         .await;
         match &outcome {
-            Ok(r) => {
+            Ok((r, _)) => {
                 span.record(attr::SEND_STATUS, r.status.as_str());
                 span.record(attr::BROKER, r.broker.as_str());
                 span.record(attr::BROKER_EPOCH, r.epoch);
@@ -220,10 +220,11 @@ impl TransactionProducer {
         tx_id: &str,
         half: &SendResult,
         message: &Message,
+        properties: &[(String, String)],
         state: TxState,
-        from_check: bool,
     ) -> bool {
-        let span = end_span(&half.msg_id, &message.topic, tx_id, state, from_check);
+        let span = end_span(&half.msg_id, &message.topic, tx_id, state, false);
+        trace_context::join(&span, properties);
         trace_context::set_keys(&span, &message.keys);
         if state == TxState::Unknown {
             return false;
@@ -234,7 +235,7 @@ impl TransactionProducer {
             msg_id: half.msg_id.clone(),
             half_offset: half.commitlog_offset,
             state,
-            from_check,
+            from_check: false,
         };
         let sent = async {
             let c = connection(&self.inner).await?;
@@ -316,6 +317,7 @@ async fn connection(inner: &Arc<Inner>) -> Result<Arc<Connection>, ClientError> 
                 half_offset,
                 topic,
                 keys,
+                properties,
             } = request
             else {
                 continue;
@@ -336,12 +338,14 @@ async fn connection(inner: &Arc<Inner>) -> Result<Arc<Connection>, ClientError> 
                 { attr::TX_ID } = tx_id.as_str(),
                 { attr::TX_STATE } = state.as_str(),
             );
+            trace_context::join(&span, &properties);
             trace_context::set_keys(&span, &keys);
             drop(span);
             if state == TxState::Unknown {
                 continue;
             }
             let end = end_span(&msg_id, &topic, &tx_id, state, true);
+            trace_context::join(&end, &properties);
             trace_context::set_keys(&end, &keys);
             let request = Request::EndTransaction {
                 group: group.clone(),

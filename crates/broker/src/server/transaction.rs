@@ -399,6 +399,7 @@ async fn check_once(broker: &Broker) -> Result<(), StoreError> {
                 half_offset: offset,
                 topic: m.property(PROP_REAL_TOPIC).unwrap_or_default().to_owned(),
                 keys: m.keys.clone(),
+                properties: m.properties.clone(),
             };
             let id = broker
                 .transactions

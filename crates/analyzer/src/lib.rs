@@ -1,1 +1,17 @@
-//! placeholder
+//! The analyzer: from span records, each message's path and, per consumer
+//! group, the verdict of DESIGN section 5 with the hop, a readable
+//! explanation, the span ids that prove it, and the fix.
+//!
+//! Absent evidence is not loss: a message is called lost only when positive
+//! evidence says where (failed send attempts, a recovery that ended below it,
+//! an offset commit past it). Otherwise the verdict is `in_flight` or
+//! `incomplete_trace`, which names what is missing.
+
+mod evidence;
+mod explain;
+mod model;
+mod rules;
+
+pub use evidence::Evidence;
+pub use model::{Cause, GroupVerdict, MessageVerdicts, Options, Verdict};
+pub use rules::analyze;

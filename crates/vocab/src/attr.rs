@@ -83,3 +83,5 @@ pub const RECONSUME_COUNT: &str = "lasthop.reconsume.count";
 pub const RECOVER_CAUSE: &str = "lasthop.recover.cause";
 /// Replica (slave) name.
 pub const REPLICA: &str = "lasthop.replica";
+/// On a consumer's `settle`: the offset was committed on receipt, before processing.
+pub const SETTLE_ON_RECEIVE: &str = "lasthop.settle.on_receive";

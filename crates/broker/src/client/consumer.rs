@@ -290,6 +290,7 @@ async fn commit(
         { attr::MESSAGING_DESTINATION_NAME } = topic,
         { attr::MESSAGING_DESTINATION_PARTITION_ID } = queue_id,
         { attr::QUEUE_OFFSET } = next_offset,
+        { attr::SETTLE_ON_RECEIVE } = config.ack == AckMode::OnReceive,
     );
     let request = Request::CommitOffset {
         group: config.group.clone(),

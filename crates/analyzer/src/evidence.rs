@@ -1,0 +1,116 @@
+//! The spans an analysis reads, indexed: per-message spans by message id,
+//! range spans by broker (flush, replicate, recover, failover) and offset
+//! commits by group, topic and queue.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use lasthop_vocab::{Hop, SpanRecord};
+
+/// Spans indexed for analysis. Borrowed: building it copies nothing.
+#[derive(Debug, Default)]
+pub struct Evidence<'a> {
+    pub(crate) by_message: BTreeMap<&'a str, Vec<&'a SpanRecord>>,
+    pub(crate) intents_by_key: HashMap<&'a str, Vec<&'a SpanRecord>>,
+    /// Per broker: flush, replicate, recover and failover spans.
+    pub(crate) ranges: HashMap<&'a str, Vec<&'a SpanRecord>>,
+    /// Per (group, topic, queue id): offset commits.
+    pub(crate) settles: HashMap<(&'a str, &'a str, u32), Vec<&'a SpanRecord>>,
+    /// Per (group, topic, queue id): the broker's deliveries of pulled batches.
+    pub(crate) deliveries: HashMap<(&'a str, &'a str, u32), Vec<&'a SpanRecord>>,
+    /// Groups seen consuming each topic.
+    pub(crate) groups_by_topic: HashMap<&'a str, BTreeSet<&'a str>>,
+    /// Per (group, topic): the latest send time of a message the group processed.
+    pub(crate) newest_processed: HashMap<(&'a str, &'a str), u64>,
+    /// Per (group, topic): when the group last processed a message successfully.
+    pub(crate) last_processing: HashMap<(&'a str, &'a str), u64>,
+}
+
+impl<'a> Evidence<'a> {
+    pub fn new(spans: &'a [SpanRecord]) -> Evidence<'a> {
+        let mut e = Evidence::default();
+        for s in spans {
+            let hop = s.hop;
+            if let (Some(group), Some(topic)) = (s.group.as_deref(), s.topic.as_deref())
+                && matches!(hop, Some(Hop::Receive | Hop::Process | Hop::Settle))
+            {
+                e.groups_by_topic.entry(topic).or_default().insert(group);
+            }
+            match (hop, s.message_id.as_deref()) {
+                (Some(Hop::Flush | Hop::Replicate | Hop::Recover | Hop::Failover), _) => {
+                    if let Some(b) = s.broker.as_deref() {
+                        e.ranges.entry(b).or_default().push(s);
+                    }
+                }
+                (Some(hop @ (Hop::Settle | Hop::Receive)), None) => {
+                    if let (Some(g), Some(t), Some(q)) =
+                        (s.group.as_deref(), s.topic.as_deref(), s.queue_id)
+                    {
+                        let index = if hop == Hop::Settle {
+                            &mut e.settles
+                        } else {
+                            &mut e.deliveries
+                        };
+                        index.entry((g, t, q)).or_default().push(s);
+                    }
+                }
+                (Some(Hop::Intent), None) => {
+                    for k in &s.keys {
+                        e.intents_by_key.entry(k.as_str()).or_default().push(s);
+                    }
+                }
+                (_, Some(id)) => e.by_message.entry(id).or_default().push(s),
+                _ => {}
+            }
+        }
+        for spans in e.by_message.values_mut() {
+            spans.sort_by_key(|s| (s.start_ns, s.span_id.as_str()));
+        }
+        for p in spans
+            .iter()
+            .filter(|s| s.hop == Some(Hop::Process) && !s.is_error())
+        {
+            if let (Some(g), Some(t)) = (p.group.as_deref(), p.topic.as_deref()) {
+                let last = e.last_processing.entry((g, t)).or_default();
+                *last = (*last).max(p.start_ns);
+            }
+        }
+        // Which later messages each group got: "it consumed messages sent after it".
+        for spans in e.by_message.values() {
+            let Some(sent) = spans
+                .iter()
+                .filter(|s| s.hop == Some(Hop::Send))
+                .map(|s| s.start_ns)
+                .min()
+            else {
+                continue;
+            };
+            for p in spans
+                .iter()
+                .filter(|s| s.hop == Some(Hop::Process) && !s.is_error())
+            {
+                if let (Some(g), Some(t)) = (p.group.as_deref(), p.topic.as_deref()) {
+                    let newest = e.newest_processed.entry((g, t)).or_default();
+                    *newest = (*newest).max(sent);
+                }
+            }
+        }
+        e
+    }
+
+    /// Message ids, sorted.
+    pub fn message_ids(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.by_message.keys().copied()
+    }
+
+    pub(crate) fn ranges_of(
+        &self,
+        broker: &str,
+        hop: Hop,
+    ) -> impl Iterator<Item = &&'a SpanRecord> {
+        self.ranges
+            .get(broker)
+            .into_iter()
+            .flatten()
+            .filter(move |s| s.hop == Some(hop))
+    }
+}

@@ -1,0 +1,600 @@
+//! The verdict rules of DESIGN section 5, for one message and one group at a time.
+//!
+//! Order matters and follows the message's path: a dead letter or a success
+//! of the group decides first; then transactions; then whether the broker ever
+//! had the message; then whether the broker lost it (a recovery or failover
+//! that ended below it); then whether the group's offset moved past it.
+
+use std::collections::BTreeSet;
+
+use lasthop_vocab::{Hop, SpanRecord, attr};
+
+use crate::evidence::Evidence;
+use crate::explain::{at, fix};
+use crate::model::{Cause, GroupVerdict, MessageVerdicts, Options, Verdict};
+
+/// Judges every message in `evidence`.
+pub fn analyze(evidence: &Evidence<'_>, options: &Options) -> Vec<MessageVerdicts> {
+    evidence
+        .message_ids()
+        .map(|id| judge(evidence, id, options))
+        .collect()
+}
+
+/// Where the broker said it stored a message.
+#[derive(Debug, Clone, Copy)]
+struct Location<'a> {
+    broker: &'a str,
+    epoch: u64,
+    offset: u64,
+    /// Just past the record (the offset + 1 when only the producer saw it).
+    end: u64,
+    queue_id: Option<u32>,
+    queue_offset: Option<u64>,
+    time: u64,
+    span: &'a SpanRecord,
+}
+
+struct Facts<'a> {
+    spans: &'a [&'a SpanRecord],
+    topic: Option<&'a str>,
+    sent_at: Option<u64>,
+}
+
+impl<'a> Facts<'a> {
+    fn of(&self, hop: Hop) -> impl Iterator<Item = &'a SpanRecord> + '_ {
+        self.spans
+            .iter()
+            .copied()
+            .filter(move |s| s.hop == Some(hop))
+    }
+}
+
+fn send_ok(s: &SpanRecord) -> bool {
+    !s.is_error()
+        && s.attr(attr::SEND_STATUS)
+            .and_then(|v| v.as_str())
+            .is_none_or(|st| st == "SEND_OK")
+}
+
+/// The committed message's store span, else the producer's witness of a SEND_OK.
+fn location<'a>(facts: &Facts<'a>) -> Option<Location<'a>> {
+    let from = |s: &'a SpanRecord| -> Option<Location<'a>> {
+        let offset = s.commitlog_offset?;
+        Some(Location {
+            broker: s.broker.as_deref()?,
+            epoch: s.epoch?,
+            offset,
+            end: offset + s.commitlog_size.unwrap_or(1),
+            queue_id: s.queue_id,
+            queue_offset: s.queue_offset,
+            time: s.start_ns,
+            span: s,
+        })
+    };
+    facts
+        .of(Hop::Store)
+        .find_map(from)
+        .or_else(|| facts.of(Hop::Send).filter(|s| send_ok(s)).find_map(from))
+}
+
+fn judge(e: &Evidence<'_>, id: &str, options: &Options) -> MessageVerdicts {
+    let spans: &[&SpanRecord] = e.by_message.get(id).map_or(&[], Vec::as_slice);
+    let keys: BTreeSet<&str> = spans
+        .iter()
+        .flat_map(|s| s.keys.iter().map(String::as_str))
+        .collect();
+    let traces: BTreeSet<&str> = spans
+        .iter()
+        .map(|s| s.trace_id.as_str())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let topic = spans
+        .iter()
+        .find_map(|s| s.topic.as_deref().filter(|t| !t.starts_with('%')));
+    let facts = Facts {
+        spans,
+        topic,
+        sent_at: spans
+            .iter()
+            .filter(|s| s.hop == Some(Hop::Send))
+            .map(|s| s.start_ns)
+            .min(),
+    };
+    let location = location(&facts);
+    let process_count = facts.of(Hop::Process).filter(|s| !s.is_error()).count() as u32;
+    let send_failed = facts.of(Hop::Send).any(|s| s.is_error());
+    let stored = facts.of(Hop::Store).next().is_some() || facts.of(Hop::Send).any(send_ok);
+
+    let mut groups: BTreeSet<&str> = topic
+        .and_then(|t| e.groups_by_topic.get(t))
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect();
+    groups.extend(options.groups.iter().map(String::as_str));
+    groups.extend(
+        spans
+            .iter()
+            .filter(|s| matches!(s.hop, Some(Hop::Process | Hop::Dlq)))
+            .filter_map(|s| s.group.as_deref()),
+    );
+    let groups: Vec<Option<&str>> = if groups.is_empty() {
+        vec![None]
+    } else {
+        groups.into_iter().map(Some).collect()
+    };
+
+    let verdicts = groups
+        .into_iter()
+        .map(|g| judge_group(e, &facts, location, &keys, g, options))
+        .collect();
+    MessageVerdicts {
+        message_id: id.to_owned(),
+        keys: keys.into_iter().map(str::to_owned).collect(),
+        topic: topic.map(str::to_owned),
+        trace_ids: traces.into_iter().map(str::to_owned).collect(),
+        process_count,
+        send_indeterminate: send_failed && stored,
+        verdicts,
+    }
+}
+
+fn verdict(
+    group: Option<&str>,
+    verdict: Verdict,
+    hop: Option<&str>,
+    explanation: String,
+    evidence: &[&SpanRecord],
+) -> GroupVerdict {
+    GroupVerdict {
+        group: group.map(str::to_owned),
+        verdict,
+        hop: hop.map(str::to_owned),
+        cause: None,
+        explanation,
+        fix: fix(verdict).map(str::to_owned),
+        evidence: evidence.iter().map(|s| s.span_id.clone()).collect(),
+    }
+}
+
+fn who(group: Option<&str>) -> String {
+    group.map_or_else(
+        || "no consumer group".to_owned(),
+        |g| format!("the {g} group"),
+    )
+}
+
+fn judge_group(
+    e: &Evidence<'_>,
+    f: &Facts<'_>,
+    location: Option<Location<'_>>,
+    keys: &BTreeSet<&str>,
+    group: Option<&str>,
+    options: &Options,
+) -> GroupVerdict {
+    let mine = |s: &&SpanRecord| group.is_some() && s.group.as_deref() == group;
+    if let Some(dlq) = f.of(Hop::Dlq).find(|s| mine(s)) {
+        let tries = dlq
+            .attr(attr::RECONSUME_COUNT)
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        let failures: Vec<&SpanRecord> = f
+            .of(Hop::Process)
+            .filter(|s| mine(s) && s.is_error())
+            .collect();
+        let last_error = failures
+            .last()
+            .and_then(|s| s.error_type.as_deref())
+            .unwrap_or("an error");
+        let mut ev = failures.clone();
+        ev.push(dlq);
+        let text = format!(
+            "{} failed to process it {} times (last: {last_error}); after {tries} deliveries it was moved to the dead-letter queue at {}",
+            who(group),
+            failures.len(),
+            at(dlq.start_ns)
+        );
+        return verdict(group, Verdict::DeadLettered, Some("dlq"), text, &ev);
+    }
+    if let Some(p) = f.of(Hop::Process).find(|s| mine(s) && !s.is_error()) {
+        let text = format!("processed by {} at {}", who(group), at(p.start_ns));
+        return verdict(group, Verdict::Delivered, None, text, &[p]);
+    }
+    let prepares: Vec<&SpanRecord> = f.of(Hop::TxPrepare).collect();
+    if !prepares.is_empty() && f.of(Hop::Store).next().is_none() {
+        let ends: Vec<&SpanRecord> = f.of(Hop::TxEnd).collect();
+        let state = |s: &&SpanRecord| {
+            s.attr(attr::TX_STATE)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        if let Some(rb) = ends
+            .iter()
+            .find(|s| s.broker.is_some() && state(s).as_deref() == Some("rollback"))
+        {
+            let from_check = rb
+                .attr(attr::TX_FROM_CHECK)
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
+            let text = format!(
+                "transactional message rolled back at {}{}; it was never meant to be delivered",
+                at(rb.start_ns),
+                if from_check {
+                    " after a check-back"
+                } else {
+                    ""
+                }
+            );
+            return verdict(group, Verdict::RolledBack, Some("tx.end"), text, &[rb]);
+        }
+        let half = prepares
+            .iter()
+            .find(|s| s.broker.is_some())
+            .unwrap_or(&prepares[0]);
+        let checks = f.of(Hop::TxCheck).count();
+        let text = format!(
+            "half message stored at {} is neither committed nor rolled back yet ({checks} check-backs so far)",
+            at(half.start_ns)
+        );
+        let mut ev = vec![*half];
+        ev.extend(ends);
+        return verdict(group, Verdict::HalfPending, Some("tx.end"), text, &ev);
+    }
+    let Some(loc) = location else {
+        return unplaced(e, f, keys, group, options);
+    };
+
+    if let Some(lost) = broker_loss(e, f, loc, group) {
+        return lost;
+    }
+    consumer_side(e, f, loc, group, options)
+}
+
+/// No store location: lost at send, never sent, or not enough evidence.
+fn unplaced(
+    e: &Evidence<'_>,
+    f: &Facts<'_>,
+    keys: &BTreeSet<&str>,
+    group: Option<&str>,
+    options: &Options,
+) -> GroupVerdict {
+    let sends: Vec<&SpanRecord> = f.of(Hop::Send).collect();
+    if !sends.is_empty() && sends.iter().all(|s| s.is_error()) {
+        let errors: Vec<String> = sends
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} ({})",
+                    at(s.start_ns),
+                    s.error_type.as_deref().unwrap_or("error")
+                )
+            })
+            .collect();
+        let text = format!(
+            "every send attempt failed ({}: {}) and no broker stored it; {} never received it",
+            sends.len(),
+            errors.join(", "),
+            who(group)
+        );
+        return verdict(group, Verdict::LostAtSend, Some("send"), text, &sends);
+    }
+    if sends.is_empty() {
+        let intents: Vec<&SpanRecord> = keys
+            .iter()
+            .filter_map(|k| e.intents_by_key.get(k))
+            .flatten()
+            .copied()
+            .collect();
+        if let Some(intent) = intents.first() {
+            let text = format!(
+                "the business event happened at {} but no send attempt was made",
+                at(intent.start_ns)
+            );
+            return verdict(group, Verdict::NeverSent, Some("send"), text, &intents);
+        }
+    }
+    // Accepted (a send succeeded) but nothing says where it was stored: third-party spans.
+    if let (Some(sent), Some(topic), Some(g)) = (f.sent_at, f.topic, group)
+        && sends.iter().any(|s| send_ok(s))
+        && e.newest_processed
+            .get(&(g, topic))
+            .is_some_and(|newest| *newest > sent + options.grace_ns)
+    {
+        let text = format!(
+            "sent at {} and accepted, but {} never received it although it processed messages sent after it; \
+             the spans cannot say which hop lost it: broker flush, replication and recovery spans, and the group's offset commits, would name it",
+            at(sent),
+            who(group)
+        );
+        let ev: Vec<&SpanRecord> = sends.iter().copied().filter(|s| send_ok(s)).collect();
+        return verdict(group, Verdict::LostInTransit, None, text, &ev);
+    }
+    if let Some(sent) = f.sent_at
+        && options.now_ns.saturating_sub(sent) < options.grace_ns
+    {
+        let text = format!(
+            "sent at {}, within the grace period; not consumed yet",
+            at(sent)
+        );
+        return verdict(group, Verdict::InFlight, None, text, &sends);
+    }
+    let have: BTreeSet<&str> = f
+        .spans
+        .iter()
+        .filter_map(|s| s.hop.map(|h| h.as_str()))
+        .collect();
+    let text = format!(
+        "not enough evidence: no store span and no successful send that names the broker and offset (spans seen: {})",
+        if have.is_empty() {
+            "none with a hop".to_owned()
+        } else {
+            have.into_iter().collect::<Vec<_>>().join(", ")
+        }
+    );
+    verdict(group, Verdict::IncompleteTrace, None, text, &[])
+}
+
+/// A recovery or failover of the broker that ended below the message.
+fn broker_loss(
+    e: &Evidence<'_>,
+    f: &Facts<'_>,
+    loc: Location<'_>,
+    group: Option<&str>,
+) -> Option<GroupVerdict> {
+    let next = [Hop::Recover, Hop::Failover]
+        .into_iter()
+        .flat_map(|h| e.ranges_of(loc.broker, h))
+        .filter(|s| s.epoch.is_some_and(|ep| ep > loc.epoch))
+        .min_by_key(|s| s.epoch)?;
+    let survived = next.range_end?;
+    if survived > loc.offset {
+        return None;
+    }
+    let sent = f
+        .sent_at
+        .map_or_else(String::new, |t| format!("sent at {}, ", at(t)));
+    let stored = format!(
+        "{sent}stored on {} at offset {} (epoch {}) at {}",
+        loc.broker,
+        loc.offset,
+        loc.epoch,
+        at(loc.time)
+    );
+    let cause = next
+        .attr(attr::RECOVER_CAUSE)
+        .and_then(|v| v.as_str())
+        .unwrap_or("an unknown cause");
+    let never = format!("{} never received it", who(group));
+    let same_epoch = |s: &&&SpanRecord| s.epoch == Some(loc.epoch);
+    if next.hop == Some(Hop::Failover) {
+        let acked = e
+            .ranges_of(loc.broker, Hop::Replicate)
+            .filter(same_epoch)
+            .filter_map(|s| s.range_end)
+            .max();
+        if acked.is_some_and(|a| a >= loc.end) {
+            let text = format!(
+                "{stored}; a replica acknowledged it, yet the promoted replica's log ends at {survived}"
+            );
+            return Some(verdict(
+                group,
+                Verdict::IncompleteTrace,
+                Some("replicate"),
+                text,
+                &[loc.span, next],
+            ));
+        }
+        let text = format!(
+            "{stored}; {} lost its data ({cause}) at {} and a replica took over with its log ending at {survived}; \
+             no replica had acknowledged the message (acknowledged up to {}); {never}",
+            loc.broker,
+            at(next.start_ns),
+            acked.map_or_else(|| "nothing".to_owned(), |a| a.to_string())
+        );
+        return Some(verdict(
+            group,
+            Verdict::LostAtReplication,
+            Some("replicate"),
+            text,
+            &[loc.span, next],
+        ));
+    }
+    let flushed = e
+        .ranges_of(loc.broker, Hop::Flush)
+        .filter(same_epoch)
+        .filter_map(|s| s.range_end)
+        .max();
+    if flushed.is_some_and(|fl| fl >= loc.end) {
+        let text = format!(
+            "{stored}; it was flushed to disk, but {} came back at {} ({cause}) with its log ending at {survived}: \
+             the disk's data was lost and no replica held it; {never}",
+            loc.broker,
+            at(next.start_ns)
+        );
+        return Some(verdict(
+            group,
+            Verdict::LostAtReplication,
+            Some("replicate"),
+            text,
+            &[loc.span, next],
+        ));
+    }
+    let text = format!(
+        "{stored}; {} went down ({cause}) and came back at {} with its log ending at {survived}; \
+         the async flush had not covered it (flushed up to {}); {never}",
+        loc.broker,
+        at(next.start_ns),
+        flushed.map_or_else(|| "nothing".to_owned(), |fl| fl.to_string())
+    );
+    Some(verdict(
+        group,
+        Verdict::LostAtFlush,
+        Some("flush"),
+        text,
+        &[loc.span, next],
+    ))
+}
+
+/// The broker kept it: did the group's offset move past it without processing it?
+fn consumer_side(
+    e: &Evidence<'_>,
+    f: &Facts<'_>,
+    loc: Location<'_>,
+    group: Option<&str>,
+    options: &Options,
+) -> GroupVerdict {
+    let stored = format!(
+        "stored on {} at offset {} at {}",
+        loc.broker,
+        loc.offset,
+        at(loc.time)
+    );
+    let (Some(g), Some(topic), Some(q), Some(qo)) =
+        (group, f.topic, loc.queue_id, loc.queue_offset)
+    else {
+        return waiting(e, f, loc, group, options, &stored);
+    };
+    // Commits from the same broker epoch: after a recovery, queue offsets are reused.
+    let same_epoch =
+        |s: &&&SpanRecord| s.epoch.is_none_or(|ep| ep == loc.epoch) && s.start_ns >= loc.time;
+    let settles = e.settles.get(&(g, topic, q)).map_or(&[][..], Vec::as_slice);
+    let Some(past) = settles
+        .iter()
+        .filter(same_epoch)
+        .filter(|s| s.queue_offset.is_some_and(|n| n > qo))
+        .min_by_key(|s| s.start_ns)
+    else {
+        return waiting(e, f, loc, group, options, &stored);
+    };
+    let commit = format!(
+        "{g} committed offset {} of queue {q} at {}",
+        past.queue_offset.unwrap_or(0),
+        at(past.start_ns)
+    );
+    let failed: Vec<&SpanRecord> = f
+        .of(Hop::Process)
+        .filter(|s| s.group.as_deref() == Some(g) && s.is_error())
+        .collect();
+    if let Some(last) = failed.last() {
+        let text = format!(
+            "{stored}; processing failed at {} ({}) and the failure was swallowed: {commit}, past the message (queue offset {qo})",
+            at(last.start_ns),
+            last.error_type.as_deref().unwrap_or("error")
+        );
+        let mut v = verdict(
+            group,
+            Verdict::LostAtConsumer,
+            Some("process"),
+            text,
+            &[*last, *past],
+        );
+        v.cause = Some(Cause::FailedButAcked);
+        return v;
+    }
+    let deliveries = e
+        .deliveries
+        .get(&(g, topic, q))
+        .map_or(&[][..], Vec::as_slice);
+    let delivered = |d: &&&SpanRecord| {
+        d.epoch.is_none_or(|ep| ep == loc.epoch)
+            && d.range_start.is_some_and(|s| s <= qo)
+            && d.range_end.is_some_and(|en| en > qo)
+    };
+    let received = f
+        .of(Hop::Receive)
+        .find(|s| s.group.as_deref() == Some(g))
+        .or_else(|| deliveries.iter().find(delivered).copied());
+    // Positive evidence that it was committed and then never processed: the
+    // consumer says it committed on receipt, and the group went on processing
+    // after that commit (a missing span alone proves nothing).
+    let went_on = e.last_processing.get(&(g, topic)).copied();
+    let on_receive = settles.iter().filter(same_epoch).find(|s| {
+        s.queue_offset.is_some_and(|n| n > qo)
+            && s.attr(attr::SETTLE_ON_RECEIVE).and_then(|v| v.as_bool()) == Some(true)
+            && went_on.is_some_and(|t| t > s.start_ns)
+    });
+    match (received, on_receive) {
+        (Some(r), Some(commit_on_receipt)) => {
+            let text = format!(
+                "{stored}; delivered to {g} at {} and committed on receipt (offset {} at {}) before it was processed; \
+                 it was never processed: the consumer stopped mid-batch",
+                at(r.start_ns),
+                commit_on_receipt.queue_offset.unwrap_or(0),
+                at(commit_on_receipt.start_ns)
+            );
+            let mut v = verdict(
+                group,
+                Verdict::LostAtConsumer,
+                Some("settle"),
+                text,
+                &[r, *commit_on_receipt],
+            );
+            v.cause = Some(Cause::CommittedBeforeProcessed);
+            v
+        }
+        (None, _) if !deliveries.is_empty() => {
+            let text = format!(
+                "{stored}; {commit}, past the message (queue offset {qo}), which the broker never delivered to {g}: skipped"
+            );
+            let mut v = verdict(
+                group,
+                Verdict::LostAtConsumer,
+                Some("settle"),
+                text,
+                &[*past],
+            );
+            v.cause = Some(Cause::Skipped);
+            v
+        }
+        _ => {
+            let text = format!(
+                "{stored}; {commit}, past the message, but no process span shows it processed. Missing: its process span, \
+                 or the consumer's settle spans saying whether it committed before processing, or the broker's delivery spans"
+            );
+            verdict(
+                group,
+                Verdict::IncompleteTrace,
+                Some("process"),
+                text,
+                &[*past],
+            )
+        }
+    }
+}
+
+/// Stored, not consumed, offset not past it: backlog, or not enough evidence to say more.
+fn waiting(
+    e: &Evidence<'_>,
+    f: &Facts<'_>,
+    loc: Location<'_>,
+    group: Option<&str>,
+    options: &Options,
+    stored: &str,
+) -> GroupVerdict {
+    if let (Some(g), Some(topic), Some(sent)) = (group, f.topic, f.sent_at)
+        && loc.queue_offset.is_none()
+        && e.newest_processed
+            .get(&(g, topic))
+            .is_some_and(|newest| *newest > sent + options.grace_ns)
+    {
+        let text = format!(
+            "{stored}; {} processed messages sent after it but never received it; the offsets that would show where are not in the data",
+            who(group)
+        );
+        return verdict(group, Verdict::LostInTransit, None, text, &[loc.span]);
+    }
+    let text = if options.now_ns.saturating_sub(loc.time) < options.grace_ns {
+        format!("{stored}; within the grace period, not consumed yet")
+    } else {
+        format!(
+            "{stored}; not consumed by {} yet and its committed offset has not passed it: backlog",
+            who(group)
+        )
+    };
+    verdict(group, Verdict::InFlight, None, text, &[loc.span])
+}
+
+#[cfg(test)]
+#[path = "rules_tests.rs"]
+mod tests;

@@ -422,10 +422,16 @@ fn broker_loss(
     }
     let text = format!(
         "{stored}; {} went down ({cause}) and came back at {} with its log ending at {survived}; \
-         the async flush had not covered it (flushed up to {}); {never}",
+         the async flush had not covered it ({}); {never}",
         loc.broker,
         at(next.start_ns),
-        flushed.map_or_else(|| "nothing".to_owned(), |fl| fl.to_string())
+        flushed.map_or_else(
+            || format!(
+                "no flush had run since the broker started at epoch {}",
+                loc.epoch
+            ),
+            |fl| format!("flushed up to {fl}")
+        )
     );
     Some(verdict(
         group,

@@ -23,7 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Receive OTLP spans (gRPC and HTTP), store them durably, serve queries.
     Collector(CollectorArgs),
-    /// Show the spans of a trace, a message id or a business key.
+    /// Show each message of a trace, message id or business key: its path
+    /// and, per consumer group, whether it was delivered or where it was lost.
     Query(QueryArgs),
     /// Load span files (OTLP JSON) into the store.
     Ingest(IngestArgs),
@@ -243,6 +244,12 @@ pub struct QueryArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+    /// Seconds of silence before a message not yet consumed can count as lost.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub grace: u64,
+    /// A consumer group expected to consume the topic, besides those seen consuming it (repeatable).
+    #[arg(long = "group", value_name = "G")]
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -124,6 +124,31 @@ fn async_flush_power_loss_loses_the_unflushed_tail_and_the_recover_span_says_so(
         Some("power_loss")
     );
     let surviving_end = recover.range_end.unwrap();
+    // The analyzer names the hop from these spans alone.
+    let spans = pipeline
+        .store()
+        .with_context(pipeline.store().by_message_id(&acked_then_lost[0]).unwrap())
+        .unwrap();
+    let options = lasthop_analyzer::Options {
+        grace_ns: 0,
+        ..Default::default()
+    };
+    let verdicts = lasthop_analyzer::analyze(&lasthop_analyzer::Evidence::new(&spans), &options);
+    let lost = verdicts
+        .iter()
+        .find(|m| m.message_id == acked_then_lost[0])
+        .unwrap();
+    assert_eq!(
+        lost.verdicts[0].verdict,
+        lasthop_analyzer::Verdict::LostAtFlush,
+        "{:?}",
+        lost.verdicts
+    );
+    assert!(
+        lost.verdicts[0].explanation.contains("power_loss"),
+        "{}",
+        lost.verdicts[0].explanation
+    );
     for id in &acked_then_lost {
         let send = send_of(id).unwrap();
         assert_eq!(

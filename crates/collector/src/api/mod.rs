@@ -3,8 +3,9 @@
 //! Jaeger's HTTP query API shape: `GET /api/traces/{trace_id}`,
 //! `GET /api/services`, `GET /api/services/{service}/operations`,
 //! `GET /api/traces?service=&operation=&tags=&start=&end=&limit=`.
-//! lasthop's own: `GET /api/spans?trace_id=|msg_id=|key=` (span records as
-//! stored), `GET /api/messages?key=|msg_id=` (spans grouped per message),
+//! lasthop's own: `GET /api/spans?trace_id=|msg_id=|key=[&context=true]` (span
+//! records as stored; with context, also the spans an analysis of them needs),
+//! `GET /api/messages?key=|msg_id=` (spans grouped per message),
 //! `GET /api/stats` (the collector's counters).
 
 pub mod jaeger;
@@ -193,10 +194,20 @@ async fn find_spans(
     params: &HashMap<String, String>,
 ) -> Result<Vec<SpanRecord>, ApiError> {
     let (kind, value) = lookup(params)?;
-    blocking(move || match kind {
-        "trace_id" => store.by_trace_id(&value),
-        "msg_id" => store.by_message_id(&value),
-        _ => store.by_key(&value),
+    let context = params
+        .get("context")
+        .is_some_and(|v| v == "true" || v == "1");
+    blocking(move || {
+        let found = match kind {
+            "trace_id" => store.by_trace_id(&value),
+            "msg_id" => store.by_message_id(&value),
+            _ => store.by_key(&value),
+        }?;
+        if context {
+            store.with_context(found)
+        } else {
+            Ok(found)
+        }
     })
     .await
 }

@@ -6,6 +6,7 @@
 //! Writing happens only through the collector's pipeline, which owns the
 //! index writer and the write-ahead log (see `pipeline.rs`).
 
+mod context;
 mod scan;
 pub mod schema;
 

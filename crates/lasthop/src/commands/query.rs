@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use lasthop_analyzer::{Evidence, MessageVerdicts, Options};
 use lasthop_collector::SpanStore;
 use lasthop_collector::api::jaeger::lifted_attributes;
 use lasthop_collector::messages::{MessageSpans, group_by_message};
@@ -22,23 +23,43 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     if kind == "trace_id" && !(value.len() == 32 && value.bytes().all(|b| b.is_ascii_hexdigit())) {
         bail!("--trace-id must be 32 hex digits, got {value:?}");
     }
-    let records = match &args.server {
+    let all = match &args.server {
         Some(url) => fetch(url, kind, &value)?,
         None => {
             let store = SpanStore::open(&args.data.path)?;
-            match kind {
+            let found = match kind {
                 "trace_id" => store.by_trace_id(&value)?,
                 "msg_id" => store.by_message_id(&value)?,
                 _ => store.by_key(&value)?,
-            }
+            };
+            store.with_context(found)?
         }
     };
+    // The lookup's own spans; the rest is context for the analysis.
+    let wanted = |r: &SpanRecord| match kind {
+        "trace_id" => r.trace_id == value,
+        "msg_id" => r.message_id.as_deref() == Some(value.as_str()),
+        _ => r.keys.iter().any(|k| *k == value),
+    };
+    let records: Vec<SpanRecord> = all.iter().filter(|r| wanted(r)).cloned().collect();
+    let options = Options {
+        grace_ns: args.grace * 1_000_000_000,
+        groups: args.groups.clone(),
+        ..Options::default()
+    };
+    let verdicts = lasthop_analyzer::analyze(&Evidence::new(&all), &options);
     let messages = group_by_message(&records);
+    let verdict_of = |m: &MessageSpans| {
+        m.message_id
+            .as_deref()
+            .and_then(|id| verdicts.iter().find(|v| v.message_id == id))
+    };
     match args.format {
-        OutputFormat::Json => {
-            println!("{}", serde_json::to_string_pretty(&json_output(&messages))?)
-        }
-        OutputFormat::Text => print!("{}", text_output(kind, &value, &messages)),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json_output(&messages, &verdict_of))?
+        ),
+        OutputFormat::Text => print!("{}", text_output(kind, &value, &messages, &verdict_of)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -48,7 +69,7 @@ fn fetch(url: &str, kind: &str, value: &str) -> anyhow::Result<Vec<SpanRecord>> 
     let endpoint = format!("{}/api/spans", url.trim_end_matches('/'));
     let response = reqwest::blocking::Client::new()
         .get(&endpoint)
-        .query(&[(kind, value)])
+        .query(&[(kind, value), ("context", "true")])
         .send()
         .with_context(|| format!("cannot reach {endpoint}"))?;
     let status = response.status();
@@ -85,15 +106,22 @@ fn hop_json(r: &SpanRecord) -> Value {
     })
 }
 
-fn json_output(messages: &[MessageSpans]) -> Value {
+fn json_output<'a>(
+    messages: &[MessageSpans],
+    verdict_of: &dyn Fn(&MessageSpans) -> Option<&'a MessageVerdicts>,
+) -> Value {
     let messages: Vec<Value> = messages
         .iter()
         .map(|m| {
+            let v = verdict_of(m);
             json!({
                 "message_id": m.message_id,
                 "keys": m.keys,
                 "topic": m.topic,
                 "trace_ids": m.trace_ids,
+                "process_count": v.map_or(0, |v| v.process_count),
+                "send_indeterminate": v.is_some_and(|v| v.send_indeterminate),
+                "verdicts": v.map_or(Value::Array(vec![]), |v| serde_json::to_value(&v.verdicts).unwrap_or(Value::Null)),
                 "hops": m.spans.iter().map(hop_json).collect::<Vec<_>>(),
             })
         })
@@ -144,7 +172,12 @@ fn place(r: &SpanRecord) -> String {
     parts.join(", ")
 }
 
-fn text_output(kind: &str, value: &str, messages: &[MessageSpans]) -> String {
+fn text_output<'a>(
+    kind: &str,
+    value: &str,
+    messages: &[MessageSpans],
+    verdict_of: &dyn Fn(&MessageSpans) -> Option<&'a MessageVerdicts>,
+) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let label = match kind {
@@ -182,6 +215,46 @@ fn text_output(kind: &str, value: &str, messages: &[MessageSpans]) -> String {
         }
         if !m.trace_ids.is_empty() {
             let _ = writeln!(out, "  traces: {}", m.trace_ids.join(", "));
+        }
+        if let Some(v) = verdict_of(m) {
+            if v.process_count > 1 {
+                let _ = writeln!(out, "  processed {} times (duplicates)", v.process_count);
+            }
+            if v.send_indeterminate {
+                let _ = writeln!(
+                    out,
+                    "  the producer saw a failed send, but the broker stored it"
+                );
+            }
+            for g in &v.verdicts {
+                let group = g.group.as_deref().unwrap_or("(no group)");
+                let hop = g
+                    .hop
+                    .as_deref()
+                    .map(|h| format!(" at {h}"))
+                    .unwrap_or_default();
+                let cause = g
+                    .cause
+                    .map(|c| {
+                        format!(
+                            " ({})",
+                            serde_json::to_value(c)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_owned))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  {group}: {}{hop}{cause}",
+                    g.verdict.as_str().to_uppercase()
+                );
+                let _ = writeln!(out, "    {}", g.explanation);
+                if let Some(fix) = &g.fix {
+                    let _ = writeln!(out, "    fix: {fix}");
+                }
+            }
         }
         let _ = writeln!(out);
     }

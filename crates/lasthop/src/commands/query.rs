@@ -39,7 +39,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let wanted = |r: &SpanRecord| match kind {
         "trace_id" => r.trace_id == value,
         "msg_id" => r.message_id.as_deref() == Some(value.as_str()),
-        _ => r.keys.iter().any(|k| *k == value),
+        _ => r.keys.contains(&value),
     };
     let records: Vec<SpanRecord> = all.iter().filter(|r| wanted(r)).cloned().collect();
     let options = Options {

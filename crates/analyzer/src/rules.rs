@@ -165,6 +165,14 @@ fn who(group: Option<&str>) -> String {
     )
 }
 
+/// "the red-packet group never received it", or, with no group known, "no consumer received it".
+fn never_received(group: Option<&str>) -> String {
+    group.map_or_else(
+        || "no consumer received it".to_owned(),
+        |g| format!("the {g} group never received it"),
+    )
+}
+
 fn judge_group(
     e: &Evidence<'_>,
     f: &Facts<'_>,
@@ -272,10 +280,10 @@ fn unplaced(
             })
             .collect();
         let text = format!(
-            "every send attempt failed ({}: {}) and no broker stored it; {} never received it",
+            "every send attempt failed ({}: {}) and no broker stored it; {}",
             sends.len(),
             errors.join(", "),
-            who(group)
+            never_received(group)
         );
         return verdict(group, Verdict::LostAtSend, Some("send"), text, &sends);
     }
@@ -365,7 +373,7 @@ fn broker_loss(
         .attr(attr::RECOVER_CAUSE)
         .and_then(|v| v.as_str())
         .unwrap_or("an unknown cause");
-    let never = format!("{} never received it", who(group));
+    let never = never_received(group);
     let same_epoch = |s: &&&SpanRecord| s.epoch == Some(loc.epoch);
     if next.hop == Some(Hop::Failover) {
         let acked = e

@@ -10,6 +10,7 @@
 mod evidence;
 mod explain;
 mod model;
+pub mod readers;
 mod rules;
 
 pub use evidence::Evidence;

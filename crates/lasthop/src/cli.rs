@@ -26,7 +26,7 @@ pub enum Command {
     /// Show each message of a trace, message id or business key: its path
     /// and, per consumer group, whether it was delivered or where it was lost.
     Query(QueryArgs),
-    /// Load span files (OTLP JSON) into the store.
+    /// Load span files (OTLP JSON, RocketMQ trace records, JSON-lines logs) into the store.
     Ingest(IngestArgs),
     /// Run an instrumented broker (RocketMQ model) that traces every hop.
     Broker(BrokerArgs),
@@ -274,4 +274,19 @@ pub struct IngestArgs {
 pub enum InputFormat {
     /// ExportTraceServiceRequest in JSON, one per line or one per file.
     OtlpJson,
+    /// RocketMQ message-trace records (bodies of RMQ_SYS_TRACE_TOPIC messages).
+    RocketmqTrace,
+    /// Application logs, one JSON object per line (time, hop, message_id or keys, ...).
+    Jsonl,
+}
+
+impl InputFormat {
+    pub fn reader(self) -> lasthop_analyzer::readers::InputFormat {
+        use lasthop_analyzer::readers::InputFormat as F;
+        match self {
+            InputFormat::OtlpJson => F::OtlpJson,
+            InputFormat::RocketmqTrace => F::RocketmqTrace,
+            InputFormat::Jsonl => F::Jsonl,
+        }
+    }
 }

@@ -136,3 +136,77 @@ fn clear_errors_for_missing_data_and_bad_ids() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
 }
+
+#[test]
+fn rocketmq_trace_records_and_json_logs_load_together_and_get_verdicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = |fields: &[&str]| {
+        let mut r = fields.join("\u{1}").into_bytes();
+        r.push(0x02);
+        r
+    };
+    let trace = dir.path().join("trace.bin");
+    let mut bytes = record(&[
+        "Pub",
+        "1763700000120",
+        "R",
+        "order-producer",
+        "order_paid",
+        "MSG1",
+        "",
+        "ORDER_1",
+        "10.0.0.1:10911",
+        "10",
+        "3",
+        "Normal_Msg",
+        "0A00000100002A9F0000000000000000",
+        "true",
+    ]);
+    bytes.extend(record(&[
+        "Pub",
+        "1763700000130",
+        "R",
+        "order-producer",
+        "order_paid",
+        "MSG2",
+        "",
+        "ORDER_2",
+        "10.0.0.1:10911",
+        "10",
+        "3000",
+        "Normal_Msg",
+        "",
+        "false",
+    ]));
+    std::fs::write(&trace, bytes).unwrap();
+    let log = dir.path().join("red-packet.jsonl");
+    std::fs::write(&log, "{\"time\":1763700000500,\"hop\":\"process\",\"message_id\":\"MSG1\",\"topic\":\"order_paid\",\"group\":\"red-packet\",\"service\":\"red-packet\"}\n").unwrap();
+    let out = lasthop()
+        .arg("ingest")
+        .arg("--data")
+        .arg(dir.path().join("d"))
+        .arg(&trace)
+        .arg(&log)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("(rocketmq-trace)") && stderr.contains("(jsonl)"),
+        "{stderr}"
+    );
+    let verdict = |key: &str| {
+        let out = lasthop()
+            .args(["query", "--format", "json", "--key", key, "--data"])
+            .arg(dir.path().join("d"))
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["messages"][0]["verdicts"][0]["verdict"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(verdict("ORDER_1"), "delivered");
+    assert_eq!(verdict("ORDER_2"), "lost_at_send");
+}

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use lasthop_collector::{AcceptError, Pipeline, PipelineOptions, otlp_json};
+use lasthop_collector::{AcceptError, Pipeline, PipelineOptions};
 use lasthop_vocab::SpanRecord;
 
 use crate::cli::IngestArgs;
@@ -29,7 +29,8 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 failure = Some(e);
             }
         };
-        let read = otlp_json::read_file(path, |records| {
+        let format = args.input_format.map(|f| f.reader());
+        let read = lasthop_analyzer::readers::read_file(path, format, |records| {
             batch.extend(records);
             if batch.len() >= BATCH {
                 flush(&mut batch);
@@ -44,18 +45,11 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 for bad in &summary.bad {
                     eprintln!("{}:{}: {}", path.display(), bad.line, bad.reason);
                 }
-                if summary.rejected_spans > 0 {
-                    eprintln!(
-                        "{}: {} spans without valid trace or span ids were skipped",
-                        path.display(),
-                        summary.rejected_spans
-                    );
-                }
                 eprintln!(
-                    "{}: {} spans from {} requests",
+                    "{}: {} spans ({})",
                     path.display(),
                     summary.spans,
-                    summary.requests
+                    summary.format.as_str()
                 );
                 loaded += summary.spans;
                 bad_total += summary.bad.len();

@@ -1,0 +1,255 @@
+//! RocketMQ message-trace records: the bodies of messages in
+//! `RMQ_SYS_TRACE_TOPIC`. A record ends with byte 0x02; its fields are
+//! separated by byte 0x01; field 0 is the type. Older clients write shorter
+//! records, which are legal: missing trailing fields are simply absent.
+//!
+//! | type | fields after the type |
+//! | --- | --- |
+//! | `Pub` | time ms, region, producer group, topic, msgId, tags, keys (space-separated), storeHost, body length, cost ms, msgType, offsetMsgId, success, [clientHost] |
+//! | `SubBefore` | time, region, consumer group, requestId, msgId, retryTimes, keys |
+//! | `SubAfter` | requestId, msgId, cost ms, success, keys, [contextCode, time, consumer group] |
+//! | `EndTransaction` | time, region, group, topic, msgId, tags, keys, storeHost, msgType, transactionId, transactionState, fromTransactionCheck |
+//!
+//! There is no trace context in these records, so `trace_id` stays empty and
+//! span ids are made from the file position.
+
+use std::collections::HashMap;
+
+use lasthop_vocab::{AttrValue, Attribute, Hop, SpanKind, SpanRecord, StatusCode, attr};
+
+use super::BadRecord;
+
+const FIELD: u8 = 0x01;
+const RECORD_END: u8 = 0x02;
+
+/// Where an `offsetMsgId` says the message is: store host and commit-log offset.
+pub fn decode_offset_msg_id(id: &str) -> Option<(String, u64)> {
+    let hex = |s: &str| u64::from_str_radix(s, 16).ok();
+    match id.len() {
+        // IPv4: 8 hex of address, 8 of port, 16 of offset.
+        32 => {
+            let ip = u32::from_str_radix(&id[0..8], 16).ok()?;
+            let port = hex(&id[8..16])?;
+            let offset = hex(&id[16..32])?;
+            Some((format!("{}:{port}", std::net::Ipv4Addr::from(ip)), offset))
+        }
+        // IPv6: 32 hex of address, 8 of port, 16 of offset.
+        56 => {
+            let ip = u128::from_str_radix(&id[0..32], 16).ok()?;
+            let port = hex(&id[32..40])?;
+            let offset = hex(&id[40..56])?;
+            Some((format!("[{}]:{port}", std::net::Ipv6Addr::from(ip)), offset))
+        }
+        _ => None,
+    }
+}
+
+/// Parses a whole file's bytes; bad records are reported with their line.
+pub fn read(data: &[u8], source: &str) -> (Vec<SpanRecord>, Vec<BadRecord>) {
+    let mut out = Vec::new();
+    let mut bad = Vec::new();
+    // requestId -> (consumer group, time) from SubBefore, for SubAfter records that lack them.
+    let mut requests: HashMap<String, (String, u64)> = HashMap::new();
+    let mut line = 1u64;
+    let mut n = 0u64;
+    for raw in data.split(|b| *b == RECORD_END) {
+        let record_line = line
+            + raw
+                .iter()
+                .take_while(|b| b.is_ascii_whitespace())
+                .filter(|b| **b == b'\n')
+                .count() as u64;
+        line += raw.iter().filter(|b| **b == b'\n').count() as u64;
+        let trimmed = raw.trim_ascii();
+        if trimmed.is_empty() {
+            continue;
+        }
+        n += 1;
+        let Ok(text) = std::str::from_utf8(trimmed) else {
+            bad.push(BadRecord {
+                line: record_line,
+                reason: "record is not UTF-8".into(),
+            });
+            continue;
+        };
+        let fields: Vec<&str> = text.split(FIELD as char).collect();
+        let span_id = format!("{:016x}", fnv(source) ^ n);
+        match parse(&fields, span_id, &mut requests) {
+            Ok(span) => out.push(span),
+            Err(reason) => bad.push(BadRecord {
+                line: record_line,
+                reason,
+            }),
+        }
+    }
+    (out, bad)
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+fn ms(field: Option<&&str>, what: &str) -> Result<u64, String> {
+    let text = field.ok_or_else(|| format!("missing {what}"))?;
+    text.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("{what} {text:?} is not a number"))
+}
+
+fn keys(field: Option<&&str>) -> Vec<String> {
+    field
+        .map(|k| k.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+fn text(field: Option<&&str>) -> Option<String> {
+    field
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+fn base(hop: Hop, service: String, span_id: String, start_ms: u64, cost_ms: u64) -> SpanRecord {
+    SpanRecord {
+        span_id,
+        service,
+        name: hop.as_str().into(),
+        hop: Some(hop),
+        start_ns: start_ms * 1_000_000,
+        end_ns: (start_ms + cost_ms) * 1_000_000,
+        attributes: vec![Attribute::new(
+            attr::MESSAGING_SYSTEM,
+            AttrValue::Str("rocketmq".into()),
+        )],
+        ..SpanRecord::default()
+    }
+}
+
+fn outcome(span: &mut SpanRecord, success: Option<&&str>, error: &str) {
+    match success.map(|s| s.trim()) {
+        Some("false") => {
+            span.status = StatusCode::Error;
+            span.error_type = Some(error.into());
+        }
+        Some("true") => span.status = StatusCode::Ok,
+        _ => {}
+    }
+}
+
+fn parse(
+    f: &[&str],
+    span_id: String,
+    requests: &mut HashMap<String, (String, u64)>,
+) -> Result<SpanRecord, String> {
+    match f.first().map(|t| t.trim()) {
+        Some("Pub") => {
+            let time = ms(f.get(1), "time")?;
+            let cost = f.get(10).and_then(|c| c.trim().parse().ok()).unwrap_or(0);
+            let mut s = base(
+                Hop::Send,
+                text(f.get(3)).unwrap_or_else(|| "producer".into()),
+                span_id,
+                time,
+                cost,
+            );
+            s.kind = SpanKind::Producer;
+            s.topic = text(f.get(4));
+            s.message_id = Some(text(f.get(5)).ok_or("missing msgId")?);
+            s.keys = keys(f.get(7));
+            if let Some(tags) = text(f.get(6)) {
+                s.attributes.push(Attribute::new(
+                    "messaging.rocketmq.message.tag",
+                    AttrValue::Str(tags),
+                ));
+            }
+            if let Some((host, offset)) = f.get(12).and_then(|id| decode_offset_msg_id(id.trim())) {
+                s.broker = Some(host);
+                s.commitlog_offset = Some(offset);
+            } else if let Some(host) = text(f.get(8)) {
+                s.broker = Some(host);
+            }
+            outcome(&mut s, f.get(13), "send_failed");
+            if s.status != StatusCode::Error && f.get(13).is_some() {
+                s.attributes.push(Attribute::new(
+                    attr::SEND_STATUS,
+                    AttrValue::Str("SEND_OK".into()),
+                ));
+            }
+            Ok(s)
+        }
+        Some("SubBefore") => {
+            let time = ms(f.get(1), "time")?;
+            let group = text(f.get(3)).ok_or("missing consumer group")?;
+            let mut s = base(Hop::Receive, group.clone(), span_id, time, 0);
+            s.kind = SpanKind::Consumer;
+            s.group = Some(group.clone());
+            s.message_id = Some(text(f.get(5)).ok_or("missing msgId")?);
+            s.keys = keys(f.get(7));
+            if let Some(retries) = f.get(6).and_then(|r| r.trim().parse::<i64>().ok()) {
+                s.attributes.push(Attribute::new(
+                    attr::RECONSUME_COUNT,
+                    AttrValue::Int(retries),
+                ));
+            }
+            if let Some(request) = text(f.get(4)) {
+                requests.insert(request, (group, time));
+            }
+            Ok(s)
+        }
+        Some("SubAfter") => {
+            let request = text(f.get(1)).unwrap_or_default();
+            let earlier = requests.get(&request).cloned();
+            let time = f
+                .get(7)
+                .and_then(|t| t.trim().parse().ok())
+                .or(earlier.as_ref().map(|e| e.1))
+                .ok_or("no time and no SubBefore with its requestId")?;
+            let group = text(f.get(8))
+                .or(earlier.map(|e| e.0))
+                .ok_or("no consumer group and no SubBefore with its requestId")?;
+            let cost = f.get(3).and_then(|c| c.trim().parse().ok()).unwrap_or(0);
+            let mut s = base(Hop::Process, group.clone(), span_id, time, cost);
+            s.kind = SpanKind::Consumer;
+            s.group = Some(group);
+            s.message_id = Some(text(f.get(2)).ok_or("missing msgId")?);
+            s.keys = keys(f.get(5));
+            outcome(&mut s, f.get(4), "consume_failed");
+            Ok(s)
+        }
+        Some("EndTransaction") => {
+            let time = ms(f.get(1), "time")?;
+            let mut s = base(
+                Hop::TxEnd,
+                text(f.get(3)).unwrap_or_else(|| "producer".into()),
+                span_id,
+                time,
+                0,
+            );
+            s.kind = SpanKind::Producer;
+            s.topic = text(f.get(4));
+            s.message_id = Some(text(f.get(5)).ok_or("missing msgId")?);
+            s.keys = keys(f.get(7));
+            s.broker = text(f.get(8));
+            let state = match f.get(11).map(|s| s.trim()) {
+                Some("COMMIT_MESSAGE") => "commit",
+                Some("ROLLBACK_MESSAGE") => "rollback",
+                _ => "unknown",
+            };
+            if let Some(tx) = text(f.get(10)) {
+                s.attributes
+                    .push(Attribute::new(attr::TX_ID, AttrValue::Str(tx)));
+            }
+            s.attributes
+                .push(Attribute::new(attr::TX_STATE, AttrValue::Str(state.into())));
+            if let Some(check) = f.get(12).and_then(|c| c.trim().parse::<bool>().ok()) {
+                s.attributes
+                    .push(Attribute::new(attr::TX_FROM_CHECK, AttrValue::Bool(check)));
+            }
+            Ok(s)
+        }
+        Some(other) => Err(format!("unknown record type {other:?}")),
+        None => Err("empty record".into()),
+    }
+}

@@ -11,6 +11,7 @@ mod evidence;
 mod explain;
 mod model;
 pub mod readers;
+pub mod report;
 mod rules;
 
 pub use evidence::Evidence;

@@ -78,6 +78,10 @@ pub struct GroupVerdict {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MessageVerdicts {
     pub message_id: String,
+    /// The broker that stored it, when known.
+    pub broker: Option<String>,
+    /// When it was first sent (or stored), ns since the epoch.
+    pub sent_ns: Option<u64>,
     pub keys: Vec<String>,
     pub topic: Option<String>,
     pub trace_ids: Vec<String>,

@@ -131,6 +131,8 @@ fn judge(e: &Evidence<'_>, id: &str, options: &Options) -> MessageVerdicts {
         .collect();
     MessageVerdicts {
         message_id: id.to_owned(),
+        broker: location.map(|l| l.broker.to_owned()),
+        sent_ns: facts.sent_at.or(location.map(|l| l.time)),
         keys: keys.into_iter().map(str::to_owned).collect(),
         topic: topic.map(str::to_owned),
         trace_ids: traces.into_iter().map(str::to_owned).collect(),

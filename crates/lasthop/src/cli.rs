@@ -28,6 +28,9 @@ pub enum Command {
     Query(QueryArgs),
     /// Load span files (OTLP JSON, RocketMQ trace records, JSON-lines logs) into the store.
     Ingest(IngestArgs),
+    /// A loss report over the store or over files: verdict totals, losses by
+    /// hop, topic, group and broker, a timeline, and every lost message.
+    Report(ReportArgs),
     /// Run an instrumented broker (RocketMQ model) that traces every hop.
     Broker(BrokerArgs),
     /// Send messages to a broker and print where each one was stored.
@@ -256,6 +259,45 @@ pub struct QueryArgs {
 pub enum OutputFormat {
     Text,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// Report over these files instead of the store (formats told apart by content).
+    #[arg(long = "input", value_name = "FILE", num_args = 1..)]
+    pub inputs: Vec<PathBuf>,
+    /// Format of every --input file.
+    #[arg(long, value_enum, value_name = "FORMAT", requires = "inputs")]
+    pub input_format: Option<InputFormat>,
+    /// Only spans that started at or after this time (RFC 3339 or epoch milliseconds).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// Only spans that started before this time (RFC 3339 or epoch milliseconds).
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// Write the report here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Exit with status 3 when any message was lost.
+    #[arg(long)]
+    pub fail_on_loss: bool,
+    /// Seconds of silence before a message not yet consumed can count as lost.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub grace: u64,
+    /// A consumer group expected to consume every topic (repeatable).
+    #[arg(long = "group", value_name = "G")]
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug, Args)]

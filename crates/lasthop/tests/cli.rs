@@ -210,3 +210,85 @@ fn rocketmq_trace_records_and_json_logs_load_together_and_get_verdicts() {
     assert_eq!(verdict("ORDER_1"), "delivered");
     assert_eq!(verdict("ORDER_2"), "lost_at_send");
 }
+
+#[test]
+fn report_over_files_counts_losses_and_fails_on_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = |fields: &[&str]| {
+        let mut r = fields.join("\u{1}").into_bytes();
+        r.push(0x02);
+        r
+    };
+    let trace = dir.path().join("trace.bin");
+    let mut bytes = record(&[
+        "Pub",
+        "1763700000120",
+        "R",
+        "p",
+        "order_paid",
+        "MSG1",
+        "",
+        "ORDER_1",
+        "h",
+        "10",
+        "3",
+        "Normal_Msg",
+        "",
+        "true",
+    ]);
+    bytes.extend(record(&[
+        "Pub",
+        "1763700000130",
+        "R",
+        "p",
+        "order_paid",
+        "MSG2",
+        "",
+        "ORDER_2",
+        "h",
+        "10",
+        "3000",
+        "Normal_Msg",
+        "",
+        "false",
+    ]));
+    std::fs::write(&trace, bytes).unwrap();
+    let log = dir.path().join("app.jsonl");
+    std::fs::write(&log, "{\"time\":1763700000500,\"hop\":\"process\",\"message_id\":\"MSG1\",\"topic\":\"order_paid\",\"group\":\"red-packet\"}\n").unwrap();
+    let out = lasthop()
+        .args(["report", "--format", "json", "--fail-on-loss", "--input"])
+        .arg(&trace)
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["totals"]["messages"], 2);
+    assert_eq!(v["totals"]["by_verdict"]["delivered"], 1);
+    assert_eq!(v["totals"]["by_verdict"]["lost_at_send"], 1);
+    assert_eq!(v["by_hop"]["send"], 1);
+    assert_eq!(v["lost_messages"][0]["keys"][0], "ORDER_2");
+    let md = dir.path().join("r.md");
+    let out = lasthop()
+        .args(["report", "--format", "markdown", "--out"])
+        .arg(&md)
+        .arg("--input")
+        .arg(&trace)
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "without --fail-on-loss a loss is not an error"
+    );
+    assert!(
+        std::fs::read_to_string(&md)
+            .unwrap()
+            .contains("| lost_at_send | 1 |")
+    );
+}

@@ -7,6 +7,7 @@ mod consume;
 mod ingest;
 mod produce;
 mod query;
+mod report;
 
 use std::process::ExitCode;
 
@@ -37,6 +38,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Collector(args) => collector::run(args),
         Command::Query(args) => query::run(args),
         Command::Ingest(args) => ingest::run(args),
+        Command::Report(args) => report::run(args),
         Command::Broker(args) => broker::run(args),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),

@@ -1,0 +1,357 @@
+//! Loss reports over many messages: totals by verdict, losses by hop, topic,
+//! group and broker, a timeline of losses by hop, and the lost messages with
+//! their explanations. Rendered as JSON (DESIGN section 7's shape), text or
+//! markdown.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::model::{MessageVerdicts, Verdict};
+
+/// Every verdict name, so that `by_verdict` always lists them all.
+const ALL: [Verdict; 12] = [
+    Verdict::Delivered,
+    Verdict::InFlight,
+    Verdict::NeverSent,
+    Verdict::LostAtSend,
+    Verdict::LostAtFlush,
+    Verdict::LostAtReplication,
+    Verdict::LostAtConsumer,
+    Verdict::LostInTransit,
+    Verdict::DeadLettered,
+    Verdict::RolledBack,
+    Verdict::HalfPending,
+    Verdict::IncompleteTrace,
+];
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Window {
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Totals {
+    pub messages: u64,
+    /// Verdicts (one per message and group) by name.
+    pub by_verdict: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TimelineBucket {
+    /// Start of the bucket (RFC 3339).
+    pub start: String,
+    /// Losses in the bucket by hop.
+    pub lost: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LostMessage {
+    pub message_id: String,
+    pub keys: Vec<String>,
+    pub topic: Option<String>,
+    pub group: Option<String>,
+    pub verdict: Verdict,
+    pub hop: Option<String>,
+    pub cause: Option<crate::model::Cause>,
+    pub explanation: String,
+    pub fix: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Report {
+    pub window: Window,
+    pub totals: Totals,
+    pub by_hop: BTreeMap<String, u64>,
+    pub by_topic: BTreeMap<String, u64>,
+    pub by_group: BTreeMap<String, u64>,
+    pub by_broker: BTreeMap<String, u64>,
+    pub timeline: Vec<TimelineBucket>,
+    pub lost_messages: Vec<LostMessage>,
+}
+
+fn rfc3339(ns: u64) -> String {
+    chrono::DateTime::from_timestamp((ns / 1_000_000_000) as i64, (ns % 1_000_000_000) as u32)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+/// Builds the report of `messages`.
+pub fn build(messages: &[MessageVerdicts], window: Window) -> Report {
+    let mut by_verdict: BTreeMap<String, u64> =
+        ALL.iter().map(|v| (v.as_str().to_owned(), 0)).collect();
+    let (mut by_hop, mut by_topic, mut by_group, mut by_broker) = (
+        BTreeMap::new(),
+        BTreeMap::new(),
+        BTreeMap::new(),
+        BTreeMap::new(),
+    );
+    let mut lost_messages = Vec::new();
+    let mut lost_times: Vec<(u64, String)> = Vec::new();
+    for m in messages {
+        for v in &m.verdicts {
+            *by_verdict.entry(v.verdict.as_str().to_owned()).or_default() += 1;
+            if !v.verdict.is_lost() {
+                continue;
+            }
+            let hop = v.hop.clone().unwrap_or_else(|| "unknown".into());
+            *by_hop.entry(hop.clone()).or_default() += 1;
+            *by_topic
+                .entry(m.topic.clone().unwrap_or_else(|| "unknown".into()))
+                .or_default() += 1;
+            *by_group
+                .entry(v.group.clone().unwrap_or_else(|| "(none)".into()))
+                .or_default() += 1;
+            *by_broker
+                .entry(m.broker.clone().unwrap_or_else(|| "unknown".into()))
+                .or_default() += 1;
+            if let Some(t) = m.sent_ns {
+                lost_times.push((t, hop));
+            }
+            lost_messages.push(LostMessage {
+                message_id: m.message_id.clone(),
+                keys: m.keys.clone(),
+                topic: m.topic.clone(),
+                group: v.group.clone(),
+                verdict: v.verdict,
+                hop: v.hop.clone(),
+                cause: v.cause,
+                explanation: v.explanation.clone(),
+                fix: v.fix.clone(),
+            });
+        }
+    }
+    Report {
+        window,
+        totals: Totals {
+            messages: messages.len() as u64,
+            by_verdict,
+        },
+        by_hop,
+        by_topic,
+        by_group,
+        by_broker,
+        timeline: timeline(&lost_times),
+        lost_messages,
+    }
+}
+
+/// Losses per bucket: one minute, or wider so that there are at most 60 buckets.
+fn timeline(lost: &[(u64, String)]) -> Vec<TimelineBucket> {
+    let (Some(min), Some(max)) = (
+        lost.iter().map(|l| l.0).min(),
+        lost.iter().map(|l| l.0).max(),
+    ) else {
+        return Vec::new();
+    };
+    const MINUTE: u64 = 60_000_000_000;
+    let width = ((max - min) / 60).max(MINUTE).div_ceil(MINUTE) * MINUTE;
+    let first = min / width * width;
+    let mut buckets: BTreeMap<u64, BTreeMap<String, u64>> = BTreeMap::new();
+    for (t, hop) in lost {
+        *buckets
+            .entry((t - first) / width)
+            .or_default()
+            .entry(hop.clone())
+            .or_default() += 1;
+    }
+    buckets
+        .into_iter()
+        .map(|(i, lost)| TimelineBucket {
+            start: rfc3339(first + i * width),
+            lost,
+        })
+        .collect()
+}
+
+impl Report {
+    /// How many (message, group) verdicts are losses.
+    pub fn lost(&self) -> u64 {
+        self.lost_messages.len() as u64
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let window = format!(
+            "{} .. {}",
+            self.window.since.as_deref().unwrap_or("the beginning"),
+            self.window.until.as_deref().unwrap_or("now")
+        );
+        let _ = writeln!(out, "lasthop loss report ({window})\n");
+        let _ = writeln!(
+            out,
+            "{} messages, {} lost\n",
+            self.totals.messages,
+            self.lost()
+        );
+        let _ = writeln!(out, "verdicts:");
+        for (v, n) in self.totals.by_verdict.iter().filter(|(_, n)| **n > 0) {
+            let _ = writeln!(out, "  {v:<20} {n:>8}");
+        }
+        for (title, table) in [
+            ("lost by hop", &self.by_hop),
+            ("lost by topic", &self.by_topic),
+            ("lost by group", &self.by_group),
+            ("lost by broker", &self.by_broker),
+        ] {
+            if !table.is_empty() {
+                let _ = writeln!(out, "\n{title}:");
+                for (k, n) in table {
+                    let _ = writeln!(out, "  {k:<30} {n:>8}");
+                }
+            }
+        }
+        if !self.timeline.is_empty() {
+            let _ = writeln!(out, "\nlosses over time:");
+            for b in &self.timeline {
+                let parts: Vec<String> = b.lost.iter().map(|(h, n)| format!("{h} {n}")).collect();
+                let _ = writeln!(out, "  {}  {}", b.start, parts.join(", "));
+            }
+        }
+        if !self.lost_messages.is_empty() {
+            let _ = writeln!(out, "\nlost messages:");
+            for m in &self.lost_messages {
+                let _ = writeln!(
+                    out,
+                    "  {} [{}] {} for {} at {}",
+                    m.message_id,
+                    m.keys.join(" "),
+                    m.verdict.as_str(),
+                    m.group.as_deref().unwrap_or("(no group)"),
+                    m.hop.as_deref().unwrap_or("?")
+                );
+                let _ = writeln!(out, "    {}", m.explanation);
+                if let Some(fix) = &m.fix {
+                    let _ = writeln!(out, "    fix: {fix}");
+                }
+            }
+        }
+        out
+    }
+
+    pub fn to_markdown(&self) -> String {
+        let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+        let mut out = String::new();
+        let _ = writeln!(out, "# lasthop loss report\n");
+        let _ = writeln!(
+            out,
+            "Window: {} .. {}. **{} messages, {} lost.**\n",
+            self.window.since.as_deref().unwrap_or("the beginning"),
+            self.window.until.as_deref().unwrap_or("now"),
+            self.totals.messages,
+            self.lost()
+        );
+        let _ = writeln!(out, "| verdict | count |\n| --- | --- |");
+        for (v, n) in &self.totals.by_verdict {
+            let _ = writeln!(out, "| {v} | {n} |");
+        }
+        for (title, table) in [
+            ("Lost by hop", &self.by_hop),
+            ("Lost by topic", &self.by_topic),
+            ("Lost by group", &self.by_group),
+            ("Lost by broker", &self.by_broker),
+        ] {
+            if !table.is_empty() {
+                let _ = writeln!(out, "\n## {title}\n\n| | lost |\n| --- | --- |");
+                for (k, n) in table {
+                    let _ = writeln!(out, "| {} | {n} |", cell(k));
+                }
+            }
+        }
+        if !self.lost_messages.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n## Lost messages\n\n| message | keys | group | verdict | hop | explanation | fix |\n| --- | --- | --- | --- | --- | --- | --- |"
+            );
+            for m in &self.lost_messages {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    cell(&m.message_id),
+                    cell(&m.keys.join(" ")),
+                    cell(m.group.as_deref().unwrap_or("")),
+                    m.verdict.as_str(),
+                    cell(m.hop.as_deref().unwrap_or("")),
+                    cell(&m.explanation),
+                    cell(m.fix.as_deref().unwrap_or(""))
+                );
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::GroupVerdict;
+
+    fn m(id: &str, verdict: Verdict, hop: Option<&str>, t: u64) -> MessageVerdicts {
+        MessageVerdicts {
+            message_id: id.into(),
+            broker: Some("broker-a".into()),
+            sent_ns: Some(t),
+            keys: vec![format!("ORDER_{id}")],
+            topic: Some("order_paid".into()),
+            trace_ids: vec![],
+            process_count: 0,
+            send_indeterminate: false,
+            verdicts: vec![GroupVerdict {
+                group: Some("red-packet".into()),
+                verdict,
+                hop: hop.map(str::to_owned),
+                cause: None,
+                explanation: "why | with a pipe".into(),
+                fix: crate::explain::fix(verdict).map(str::to_owned),
+                evidence: vec![],
+            }],
+        }
+    }
+
+    #[test]
+    fn counts_losses_by_dimension_and_over_time() {
+        let t0 = 1_763_700_000_000_000_000;
+        let ms = vec![
+            m("1", Verdict::Delivered, None, t0),
+            m("2", Verdict::LostAtFlush, Some("flush"), t0 + 1),
+            m(
+                "3",
+                Verdict::LostAtFlush,
+                Some("flush"),
+                t0 + 120_000_000_000,
+            ),
+            m(
+                "4",
+                Verdict::LostAtConsumer,
+                Some("settle"),
+                t0 + 130_000_000_000,
+            ),
+        ];
+        let r = build(&ms, Window::default());
+        assert_eq!((r.totals.messages, r.lost()), (4, 3));
+        assert_eq!(r.totals.by_verdict["delivered"], 1);
+        assert_eq!(r.totals.by_verdict["lost_at_flush"], 2);
+        assert_eq!(
+            r.totals.by_verdict["dead_lettered"], 0,
+            "every verdict name is listed"
+        );
+        assert_eq!(
+            r.by_hop,
+            BTreeMap::from([("flush".to_string(), 2), ("settle".to_string(), 1)])
+        );
+        assert_eq!(r.by_broker["broker-a"], 3);
+        assert_eq!(r.timeline.len(), 2, "{:?}", r.timeline);
+        assert_eq!(r.timeline[0].lost["flush"], 1);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["lost_messages"][0]["verdict"], "lost_at_flush");
+        assert_eq!(json["totals"]["by_verdict"]["lost_at_flush"], 2);
+        let md = r.to_markdown();
+        assert!(
+            md.contains("why \\| with a pipe"),
+            "pipes are escaped in tables"
+        );
+        assert!(r.to_text().contains("4 messages, 3 lost"));
+    }
+}

@@ -12,6 +12,7 @@ mod explain;
 mod model;
 pub mod readers;
 pub mod report;
+mod report_html;
 mod rules;
 
 pub use evidence::Evidence;

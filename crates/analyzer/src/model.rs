@@ -89,6 +89,8 @@ pub struct MessageVerdicts {
     pub process_count: u32,
     /// The producer saw a failure but the broker stored the message.
     pub send_indeterminate: bool,
+    /// How far along send, store, flush, replicate, receive, process the message got.
+    pub reached: Vec<&'static str>,
     pub verdicts: Vec<GroupVerdict>,
 }
 

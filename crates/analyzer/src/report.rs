@@ -69,6 +69,8 @@ pub struct Report {
     pub by_group: BTreeMap<String, u64>,
     pub by_broker: BTreeMap<String, u64>,
     pub timeline: Vec<TimelineBucket>,
+    /// Messages that reached each stage: send, store, flush, replicate, receive, process.
+    pub funnel: Vec<(String, u64)>,
     pub lost_messages: Vec<LostMessage>,
 }
 
@@ -134,6 +136,18 @@ pub fn build(messages: &[MessageVerdicts], window: Window) -> Report {
         by_group,
         by_broker,
         timeline: timeline(&lost_times),
+        funnel: ["send", "store", "flush", "replicate", "receive", "process"]
+            .into_iter()
+            .map(|stage| {
+                (
+                    stage.to_owned(),
+                    messages
+                        .iter()
+                        .filter(|m| m.reached.contains(&stage))
+                        .count() as u64,
+                )
+            })
+            .collect(),
         lost_messages,
     }
 }
@@ -298,6 +312,7 @@ mod tests {
             trace_ids: vec![],
             process_count: 0,
             send_indeterminate: false,
+            reached: vec!["send", "store"],
             verdicts: vec![GroupVerdict {
                 group: Some("red-packet".into()),
                 verdict,

@@ -138,8 +138,50 @@ fn judge(e: &Evidence<'_>, id: &str, options: &Options) -> MessageVerdicts {
         trace_ids: traces.into_iter().map(str::to_owned).collect(),
         process_count,
         send_indeterminate: send_failed && stored,
+        reached: reached(e, &facts, location),
         verdicts,
     }
+}
+
+/// The funnel stages the message reached.
+fn reached(e: &Evidence<'_>, f: &Facts<'_>, loc: Option<Location<'_>>) -> Vec<&'static str> {
+    let covered = |hop: Hop| {
+        loc.is_some_and(|l| {
+            e.ranges_of(l.broker, hop)
+                .any(|s| s.epoch == Some(l.epoch) && s.range_end.is_some_and(|end| end >= l.end))
+        })
+    };
+    let received = f.of(Hop::Receive).next().is_some()
+        || loc.is_some_and(|l| {
+            let (Some(topic), Some(q), Some(qo)) = (f.topic, l.queue_id, l.queue_offset) else {
+                return false;
+            };
+            e.groups_by_topic.get(topic).into_iter().flatten().any(|g| {
+                e.deliveries
+                    .get(&(*g, topic, q))
+                    .into_iter()
+                    .flatten()
+                    .any(|d| {
+                        d.epoch.is_none_or(|ep| ep == l.epoch)
+                            && d.range_start.is_some_and(|s| s <= qo)
+                            && d.range_end.is_some_and(|en| en > qo)
+                    })
+            })
+        });
+    [
+        (
+            "send",
+            f.of(Hop::Send).next().is_some() || f.of(Hop::TxPrepare).next().is_some(),
+        ),
+        ("store", loc.is_some()),
+        ("flush", covered(Hop::Flush)),
+        ("replicate", covered(Hop::Replicate)),
+        ("receive", received),
+        ("process", f.of(Hop::Process).any(|s| !s.is_error())),
+    ]
+    .into_iter()
+    .filter_map(|(stage, yes)| yes.then_some(stage))
+    .collect()
 }
 
 fn verdict(

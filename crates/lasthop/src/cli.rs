@@ -266,6 +266,8 @@ pub enum ReportFormat {
     Text,
     Json,
     Markdown,
+    /// One self-contained page with charts; use with --out report.html.
+    Html,
 }
 
 #[derive(Debug, Args)]

@@ -84,6 +84,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         ReportFormat::Text => report.to_text(),
         ReportFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
         ReportFormat::Markdown => report.to_markdown(),
+        ReportFormat::Html => report.to_html(),
     };
     match &args.out {
         Some(path) => {

@@ -45,6 +45,8 @@ pub struct PipelineOptions {
     /// Memory budget of tantivy's index writer.
     pub writer_memory_bytes: usize,
     pub index_threads: usize,
+    /// Segments of a size class merged at once (tantivy's default is 8).
+    pub merge_min_segments: usize,
 }
 
 impl Default for PipelineOptions {
@@ -55,6 +57,7 @@ impl Default for PipelineOptions {
             wal_segment_bytes: 64 << 20,
             writer_memory_bytes: 256 << 20,
             index_threads: 2,
+            merge_min_segments: 16,
         }
     }
 }
@@ -172,6 +175,11 @@ impl Pipeline {
         let index = store::open_index(&store::index_dir(data_dir), true)?;
         let mut writer: IndexWriter = index
             .writer_with_num_threads(options.index_threads.max(1), options.writer_memory_bytes)?;
+        // A commit every second makes many small segments; merging them in
+        // larger groups costs less CPU while spans keep arriving.
+        let mut merge_policy = tantivy::merge_policy::LogMergePolicy::default();
+        merge_policy.set_min_num_segments(options.merge_min_segments);
+        writer.set_merge_policy(Box::new(merge_policy));
         let committed = committed_lsn(&index)?;
         let wal_dir = data_dir.join("wal");
         let (mut wal, report) = Wal::open(&wal_dir, options.wal_segment_bytes)?;

@@ -113,4 +113,12 @@ impl<'a> Evidence<'a> {
             .flatten()
             .filter(move |s| s.hop == Some(hop))
     }
+
+    /// How far `hop` (flush or replicate) covered `broker`'s log in `epoch`.
+    pub(crate) fn covered_up_to(&self, broker: &str, hop: Hop, epoch: u64) -> Option<u64> {
+        self.ranges_of(broker, hop)
+            .filter(|s| s.epoch == Some(epoch))
+            .filter_map(|s| s.range_end)
+            .max()
+    }
 }

@@ -147,8 +147,8 @@ fn judge(e: &Evidence<'_>, id: &str, options: &Options) -> MessageVerdicts {
 fn reached(e: &Evidence<'_>, f: &Facts<'_>, loc: Option<Location<'_>>) -> Vec<&'static str> {
     let covered = |hop: Hop| {
         loc.is_some_and(|l| {
-            e.ranges_of(l.broker, hop)
-                .any(|s| s.epoch == Some(l.epoch) && s.range_end.is_some_and(|end| end >= l.end))
+            e.covered_up_to(l.broker, hop, l.epoch)
+                .is_some_and(|end| end >= l.end)
         })
     };
     let received = f.of(Hop::Receive).next().is_some()
@@ -418,24 +418,16 @@ fn broker_loss(
         .and_then(|v| v.as_str())
         .unwrap_or("an unknown cause");
     let never = never_received(group);
-    let same_epoch = |s: &&&SpanRecord| s.epoch == Some(loc.epoch);
+    let found = |v: Verdict, hop: &str, text: String| {
+        Some(verdict(group, v, Some(hop), text, &[loc.span, next]))
+    };
     if next.hop == Some(Hop::Failover) {
-        let acked = e
-            .ranges_of(loc.broker, Hop::Replicate)
-            .filter(same_epoch)
-            .filter_map(|s| s.range_end)
-            .max();
+        let acked = e.covered_up_to(loc.broker, Hop::Replicate, loc.epoch);
         if acked.is_some_and(|a| a >= loc.end) {
             let text = format!(
                 "{stored}; a replica acknowledged it, yet the promoted replica's log ends at {survived}"
             );
-            return Some(verdict(
-                group,
-                Verdict::IncompleteTrace,
-                Some("replicate"),
-                text,
-                &[loc.span, next],
-            ));
+            return found(Verdict::IncompleteTrace, "replicate", text);
         }
         let text = format!(
             "{stored}; {} lost its data ({cause}) at {} and a replica took over with its log ending at {survived}; \
@@ -444,19 +436,9 @@ fn broker_loss(
             at(next.start_ns),
             acked.map_or_else(|| "nothing".to_owned(), |a| a.to_string())
         );
-        return Some(verdict(
-            group,
-            Verdict::LostAtReplication,
-            Some("replicate"),
-            text,
-            &[loc.span, next],
-        ));
+        return found(Verdict::LostAtReplication, "replicate", text);
     }
-    let flushed = e
-        .ranges_of(loc.broker, Hop::Flush)
-        .filter(same_epoch)
-        .filter_map(|s| s.range_end)
-        .max();
+    let flushed = e.covered_up_to(loc.broker, Hop::Flush, loc.epoch);
     if flushed.is_some_and(|fl| fl >= loc.end) {
         let text = format!(
             "{stored}; it was flushed to disk, but {} came back at {} ({cause}) with its log ending at {survived}: \
@@ -464,13 +446,7 @@ fn broker_loss(
             loc.broker,
             at(next.start_ns)
         );
-        return Some(verdict(
-            group,
-            Verdict::LostAtReplication,
-            Some("replicate"),
-            text,
-            &[loc.span, next],
-        ));
+        return found(Verdict::LostAtReplication, "replicate", text);
     }
     let text = format!(
         "{stored}; {} went down ({cause}) and came back at {} with its log ending at {survived}; \
@@ -485,13 +461,7 @@ fn broker_loss(
             |fl| format!("flushed up to {fl}")
         )
     );
-    Some(verdict(
-        group,
-        Verdict::LostAtFlush,
-        Some("flush"),
-        text,
-        &[loc.span, next],
-    ))
+    found(Verdict::LostAtFlush, "flush", text)
 }
 
 /// The broker kept it: did the group's offset move past it without processing it?

@@ -274,6 +274,9 @@ pub enum ReportFormat {
 pub struct ReportArgs {
     #[command(flatten)]
     pub data: DataDir,
+    /// Ask a running collector's API instead of reading the data directory.
+    #[arg(long, value_name = "URL", conflicts_with = "inputs")]
+    pub server: Option<String>,
     /// Report over these files instead of the store (formats told apart by content).
     #[arg(long = "input", value_name = "FILE", num_args = 1..)]
     pub inputs: Vec<PathBuf>,

@@ -292,3 +292,39 @@ fn report_over_files_counts_losses_and_fails_on_loss() {
             .contains("| lost_at_send | 1 |")
     );
 }
+
+#[test]
+fn report_through_a_running_collector_matches_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(ingest_sample(dir.path()).status.success());
+    let totals = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            v["totals"].clone(),
+            v["lost_messages"].as_array().map(Vec::len),
+        )
+    };
+    let direct = totals(
+        lasthop()
+            .args(["report", "--format", "json", "--data"])
+            .arg(dir.path())
+            .output()
+            .unwrap(),
+    );
+    let collector = CollectorProcess::start(dir.path());
+    let server = format!("http://{}", collector.api);
+    let remote = totals(
+        lasthop()
+            .args(["report", "--format", "json", "--server", &server])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(remote, direct);
+    assert_eq!(direct.0["messages"], 1);
+    assert!(collector.terminate().success());
+}

@@ -4,7 +4,8 @@
 //! `GET /api/services`, `GET /api/services/{service}/operations`,
 //! `GET /api/traces?service=&operation=&tags=&start=&end=&limit=`.
 //! lasthop's own: `GET /api/spans?trace_id=|msg_id=|key=[&context=true]` (span
-//! records as stored; with context, also the spans an analysis of them needs),
+//! records as stored; with context, also the spans an analysis of them needs;
+//! or `?start_ns=&end_ns=&limit=` for a time window),
 //! `GET /api/messages?key=|msg_id=` (spans grouped per message),
 //! `GET /api/stats` (the collector's counters).
 
@@ -216,6 +217,20 @@ async fn spans(
     State(s): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult {
+    // A time window (`start_ns`, `end_ns`, `limit`) instead of a lookup: for reports.
+    if params.contains_key("start_ns") || params.contains_key("end_ns") {
+        let number = |name: &str, default: u64| -> Result<u64, ApiError> {
+            params.get(name).map_or(Ok(default), |v| {
+                v.parse()
+                    .map_err(|_| bad_request(format!("{name} must be a number")))
+            })
+        };
+        let (start, end) = (number("start_ns", 0)?, number("end_ns", u64::MAX)?);
+        let limit = number("limit", 1_000_000)? as usize;
+        let store = s.store.clone();
+        let records = blocking(move || store.by_time_range(start, end, limit)).await?;
+        return Ok(Json(json!({"spans": records})));
+    }
     let records = find_spans(s.store, &params).await?;
     Ok(Json(json!({"spans": records})))
 }

@@ -25,10 +25,52 @@ fn parse_time(text: &str) -> anyhow::Result<u64> {
     u64::try_from(t.timestamp_nanos_opt().unwrap_or(0)).context("time before 1970")
 }
 
+/// The window's spans from a collector's `/api/spans`.
+fn fetch_window(
+    url: &str,
+    since: Option<u64>,
+    until: Option<u64>,
+) -> anyhow::Result<Vec<SpanRecord>> {
+    let endpoint = format!("{}/api/spans", url.trim_end_matches('/'));
+    let mut query = vec![
+        ("limit", MAX_SPANS.to_string()),
+        ("start_ns", since.unwrap_or(0).to_string()),
+    ];
+    if let Some(until) = until {
+        query.push(("end_ns", until.to_string()));
+    }
+    let response = reqwest::blocking::Client::new()
+        .get(&endpoint)
+        .query(&query)
+        .send()
+        .with_context(|| format!("cannot reach {endpoint}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response
+        .json()
+        .with_context(|| format!("{endpoint} did not answer JSON"))?;
+    if !status.is_success() {
+        bail!(
+            "{endpoint} answered {status}: {}",
+            body["errors"][0]["msg"]
+                .as_str()
+                .unwrap_or("no reason given")
+        );
+    }
+    serde_json::from_value(body["spans"].clone())
+        .with_context(|| format!("{endpoint} sent spans lasthop cannot read"))
+}
+
 pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let since = args.since.as_deref().map(parse_time).transpose()?;
     let until = args.until.as_deref().map(parse_time).transpose()?;
-    let spans: Vec<SpanRecord> = if args.inputs.is_empty() {
+    use std::io::IsTerminal;
+    let progress = std::io::stderr().is_terminal();
+    if progress {
+        eprintln!("reading spans ...");
+    }
+    let spans: Vec<SpanRecord> = if let Some(url) = &args.server {
+        fetch_window(url, since, until)?
+    } else if args.inputs.is_empty() {
         let store = SpanStore::open(&args.data.path)?;
         let spans =
             store.by_time_range(since.unwrap_or(0), until.unwrap_or(u64::MAX), MAX_SPANS)?;
@@ -67,6 +109,9 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         });
         spans
     };
+    if progress {
+        eprintln!("judging the messages of {} spans ...", spans.len());
+    }
     let options = Options {
         grace_ns: args.grace * 1_000_000_000,
         groups: args.groups.clone(),

@@ -24,6 +24,10 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(15).await
+}
+
+async fn setup_with(check_max: u32) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let broker = server::start(BrokerConfig {
         listen_port: 0,
@@ -31,6 +35,7 @@ async fn setup() -> Setup {
         default_topic_queue_nums: 1,
         transaction_time_out: 200,
         transaction_check_interval: 50,
+        transaction_check_max: check_max,
         ..BrokerConfig::default()
     })
     .await
@@ -304,4 +309,50 @@ async fn a_lost_commit_is_committed_by_the_check_back_exactly_once() {
         }
     );
     assert_eq!(visible(&addr).await.len(), 1, "exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_that_stays_unknown_is_rolled_back_after_its_check_backs() {
+    let s = setup_with(2).await;
+    let addr = s.broker.addr.to_string();
+    let outcome = s
+        .producer
+        .send(order("ORDER_5"), |msg_id| {
+            s.local
+                .lock()
+                .unwrap()
+                .insert(msg_id.to_owned(), TxState::Unknown);
+            TxState::Unknown
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (outcome.state, outcome.end_delivered),
+        (TxState::Unknown, false)
+    );
+    let settled = eventually("the rollback after the last check-back", async || {
+        let end = Request::EndTransaction {
+            group: "order-tx".into(),
+            tx_id: outcome.half.msg_id.clone(),
+            msg_id: outcome.half.msg_id.clone(),
+            half_offset: outcome.half.commitlog_offset,
+            state: TxState::Unknown,
+            from_check: false,
+        };
+        match request(&addr, end).await {
+            Response::TxEnded {
+                state,
+                already: true,
+            } => Some(state),
+            _ => None,
+        }
+    })
+    .await;
+    assert_eq!(settled, TxState::Rollback);
+    assert_eq!(
+        s.checks.load(Ordering::SeqCst),
+        2,
+        "exactly transactionCheckMax check-backs"
+    );
+    assert!(visible(&addr).await.is_empty());
 }

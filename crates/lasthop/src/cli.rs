@@ -37,7 +37,8 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Consume a topic for a group and print what was processed and the lag.
     Consume(ConsumeArgs),
-    /// Look into a broker: messages by id or key, a group's progress.
+    /// Look into and operate a broker: messages by id or key, a group's lag,
+    /// replication status, slave promotion, dead letters and resending them.
     #[command(subcommand)]
     Admin(AdminCommand),
 }

@@ -5,7 +5,7 @@ mod support;
 
 use std::io::Write;
 
-use support::{CollectorProcess, lasthop};
+use support::{BrokerProcess, CollectorProcess, lasthop};
 
 const LINE: &str = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"order-service"}}]},"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"order_paid send","kind":4,"startTimeUnixNano":"1763700000000000000","endTimeUnixNano":"1763700000120000000","attributes":[{"key":"lasthop.hop","value":{"stringValue":"send"}},{"key":"messaging.message.id","value":{"stringValue":"M42"}},{"key":"messaging.rocketmq.message.keys","value":{"arrayValue":{"values":[{"stringValue":"ORDER_42"}]}}},{"key":"lasthop.broker","value":{"stringValue":"broker-a"}},{"key":"lasthop.commitlog.offset","value":{"intValue":"81234"}}]}]}]}]}"#;
 
@@ -327,4 +327,60 @@ fn report_through_a_running_collector_matches_the_data_directory() {
     assert_eq!(remote, direct);
     assert_eq!(direct.0["messages"], 1);
     assert!(collector.terminate().success());
+}
+
+#[test]
+fn produce_tx_commits_transactions_a_consumer_then_receives() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(&dir.path().join("store"), &[]);
+    let addr = broker.addr.to_string();
+    let out = lasthop()
+        .args([
+            "produce",
+            "--tx",
+            "--topic",
+            "order_paid",
+            "--count",
+            "3",
+            "--broker",
+            &addr,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.contains(" TX commit half "))
+            .count(),
+        3,
+        "{stdout}"
+    );
+    let out = lasthop()
+        .args([
+            "consume",
+            "--topic",
+            "order_paid",
+            "--group",
+            "red-packet",
+            "--count",
+            "3",
+            "--broker",
+            &addr,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let processed: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("processed "))
+        .collect();
+    assert_eq!(processed.len(), 3, "{stdout}");
+    assert!(stdout.contains("lag 0"), "{stdout}");
+    broker.terminate();
 }

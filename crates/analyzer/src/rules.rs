@@ -397,7 +397,7 @@ fn broker_loss(
     let next = [Hop::Recover, Hop::Failover]
         .into_iter()
         .flat_map(|h| e.ranges_of(loc.broker, h))
-        .filter(|s| s.epoch.is_some_and(|ep| ep > loc.epoch))
+        .filter(|s| s.epoch.is_some_and(|ep| ep > loc.epoch) && s.start_ns > loc.time)
         .min_by_key(|s| s.epoch)?;
     let survived = next.range_end?;
     if survived > loc.offset {

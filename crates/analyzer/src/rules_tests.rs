@@ -516,3 +516,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_restart_before_the_message_was_stored_cannot_have_lost_it() {
+    // Another broker of the same name restarted earlier: not this message's loss.
+    let spans = vec![
+        range(Hop::Recover, "broker-a", 2, 0, 0, 0)
+            .attr(attr::RECOVER_CAUSE, AttrValue::Str("power_loss".into()))
+            .s(),
+        ok_send("M1", 10, 500),
+        store("M1", 11, 500, 5),
+        span("M1", Hop::Process, 20)
+            .group("red-packet")
+            .error("Timeout")
+            .s(),
+        settle("red-packet", 6, 1, 21),
+    ];
+    let v = only(&judge_one(&spans, "M1")).clone();
+    assert_eq!(
+        (v.verdict, v.cause),
+        (Verdict::LostAtConsumer, Some(Cause::FailedButAcked))
+    );
+}

@@ -251,6 +251,13 @@ impl Telemetry {
         }
     }
 
+    /// Exports every span ended so far (the process goes on).
+    pub fn flush(&self) {
+        if let Some(provider) = &self.provider {
+            let _ = provider.force_flush();
+        }
+    }
+
     /// Exports every pending span, stops the exporter and returns the final counts.
     pub fn shutdown(mut self) -> SpanReport {
         if let Some(provider) = self.provider.take() {

@@ -31,6 +31,9 @@ pub enum Command {
     /// A loss report over the store or over files: verdict totals, losses by
     /// hop, topic, group and broker, a timeline, and every lost message.
     Report(ReportArgs),
+    /// Watch messages get lost and found: the red-packet story against real
+    /// brokers with real faults, the ledgers' truth beside lasthop's verdicts.
+    Demo(DemoArgs),
     /// Run an instrumented broker (RocketMQ model) that traces every hop.
     Broker(BrokerArgs),
     /// Send messages to a broker and print where each one was stored.
@@ -41,6 +44,15 @@ pub enum Command {
     /// replication status, slave promotion, dead letters and resending them.
     #[command(subcommand)]
     Admin(AdminCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// Scenarios to run: power-loss, swallowed-exception, reliable, or all.
+    #[arg(value_name = "SCENARIO", default_value = "all")]
+    pub scenarios: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

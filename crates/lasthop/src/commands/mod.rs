@@ -4,6 +4,7 @@ mod admin;
 mod broker;
 mod collector;
 mod consume;
+mod demo;
 mod ingest;
 mod produce;
 mod query;
@@ -20,7 +21,7 @@ use crate::cli::Command;
 pub fn init_logging(command: &Command) {
     let default = match command {
         Command::Collector(_) => "info",
-        Command::Broker(_) | Command::Produce(_) | Command::Consume(_) => return,
+        Command::Broker(_) | Command::Produce(_) | Command::Consume(_) | Command::Demo(_) => return,
         _ => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
@@ -39,6 +40,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Query(args) => query::run(args),
         Command::Ingest(args) => ingest::run(args),
         Command::Report(args) => report::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Broker(args) => broker::run(args),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),

@@ -1,0 +1,68 @@
+//! `lasthop demo` as a newcomer runs it, then the commands it suggests.
+
+mod support;
+
+use support::lasthop;
+
+#[test]
+fn the_demo_finds_every_loss_at_its_hop_and_leaves_data_to_explore() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = lasthop()
+        .args(["demo", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("== power-loss") && stdout.contains("every loss found, at lost_at_flush"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("== swallowed-exception")
+            && stdout.contains("every loss found, at lost_at_consumer"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("== reliable") && stdout.contains("nothing lost, nothing called lost"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("MISMATCH"));
+
+    // The suggested query names the loss.
+    let order = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("lasthop:  "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let out = lasthop()
+        .args(["query", "--grace", "0", "--key", &order, "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("LOST_AT_FLUSH"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let html = dir.path().join("report.html");
+    let out = lasthop()
+        .args(["report", "--grace", "0", "--format", "html", "--out"])
+        .arg(&html)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        std::fs::read_to_string(&html)
+            .unwrap()
+            .contains("lost_at_flush")
+    );
+}

@@ -1,0 +1,248 @@
+//! The scenarios: each pays orders through a real broker, with a real fault,
+//! and returns what the ledgers say.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lasthop_analyzer::Verdict;
+use lasthop_broker::client::{
+    self, AckMode, ConsumerConfig, Message, ProcessOutcome, Producer, ProducerConfig,
+};
+use tokio::sync::watch;
+
+use crate::cluster::BrokerSpec;
+use crate::ledger::Ledger;
+
+/// A scenario: its name, what it injects, and the verdict its losses must get.
+#[derive(Debug, Clone, Copy)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub injected: &'static str,
+    pub expected: Option<Verdict>,
+}
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "power-loss",
+        injected: "an ASYNC_FLUSH broker acknowledges orders from memory, then loses power before its next flush",
+        expected: Some(Verdict::LostAtFlush),
+    },
+    Scenario {
+        name: "swallowed-exception",
+        injected: "the red-packet service fails on one order; its consumer had committed on receipt, so the failure is swallowed",
+        expected: Some(Verdict::LostAtConsumer),
+    },
+    Scenario {
+        name: "reliable",
+        injected: "SYNC_FLUSH broker, ack after processing, retries: the same workload must lose nothing",
+        expected: None,
+    },
+];
+
+/// Where a scenario runs.
+#[derive(Debug, Clone)]
+pub struct Env {
+    pub exe: PathBuf,
+    pub dir: PathBuf,
+    pub otlp: String,
+    pub topic: String,
+    pub group: String,
+    /// Orders of this scenario are ORDER_{base + i}, unique across scenarios.
+    pub base: u32,
+    pub broker_name: String,
+}
+
+impl Env {
+    /// This scenario's broker name: brokers of different scenarios are different brokers.
+    pub fn broker_args<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["--name", self.broker_name.as_str()];
+        args.extend_from_slice(extra);
+        args
+    }
+
+    pub fn order(&self, i: u32) -> String {
+        format!("ORDER_{}", self.base + i)
+    }
+}
+
+/// What the ledgers say after a scenario.
+#[derive(Debug, Clone, Default)]
+pub struct Story {
+    pub paid: BTreeSet<String>,
+    pub granted: BTreeSet<String>,
+}
+
+/// The order service: pays an order, then sends `order_paid`. The order is
+/// paid (ledger) whatever becomes of the message.
+async fn pay(producer: &Producer, paid: &Ledger, topic: &str, order: &str) {
+    paid.record(order);
+    let message = Message {
+        topic: topic.into(),
+        keys: vec![order.into()],
+        body: format!("{{\"order\":\"{order}\"}}").into_bytes(),
+        ..Default::default()
+    };
+    let _ = producer.send(message).await;
+}
+
+async fn run_consumer(
+    config: ConsumerConfig,
+    handler: client::Handler,
+    stop: watch::Receiver<bool>,
+) {
+    if let Err(e) = client::consumer::run(config, handler, stop).await {
+        tracing::warn!(error = %e, "red-packet consumer stopped");
+    }
+}
+
+/// Waits until `done` holds (checked every 20 ms), at most 20 s.
+async fn until(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+fn ledgers(env: &Env) -> std::io::Result<(Ledger, Ledger)> {
+    Ok((
+        Ledger::create(&env.dir.join("paid-orders.txt"))?,
+        Ledger::create(&env.dir.join("granted-packets.txt"))?,
+    ))
+}
+
+pub async fn run(name: &str, env: &Env) -> std::io::Result<Story> {
+    std::fs::create_dir_all(&env.dir)?;
+    let (paid, granted) = ledgers(env)?;
+    match name {
+        "power-loss" => power_loss(env, &paid, &granted).await?,
+        "swallowed-exception" => swallowed_exception(env, &paid, &granted).await?,
+        "reliable" => reliable(env, &paid, &granted).await?,
+        other => return Err(std::io::Error::other(format!("no scenario {other:?}"))),
+    }
+    Ok(Story {
+        paid: paid.orders(),
+        granted: granted.orders(),
+    })
+}
+
+fn consumer_config(env: &Env, addr: &str, ack: AckMode) -> ConsumerConfig {
+    let mut config = ConsumerConfig::new(addr.to_owned(), env.group.clone(), env.topic.clone());
+    config.ack = ack;
+    config.poll_wait = Duration::from_millis(100);
+    config
+}
+
+fn consume(
+    env: &Env,
+    addr: &str,
+    granted: &Ledger,
+    ack: AckMode,
+    fail_on: Option<&str>,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let (stop_tx, stop) = watch::channel(false);
+    let (ledger, fail_on) = (granted.clone(), fail_on.map(str::to_owned));
+    let handler: client::Handler = Arc::new(move |m| {
+        let order = m.keys.first().cloned().unwrap_or_default();
+        if fail_on.as_deref() == Some(order.as_str()) {
+            return ProcessOutcome::Failed("RedPacketServiceTimeout".into());
+        }
+        ledger.record(&order);
+        ProcessOutcome::Ok
+    });
+    let config = consumer_config(env, addr, ack);
+    (stop_tx, tokio::spawn(run_consumer(config, handler, stop)))
+}
+
+async fn stop_consumer(consumer: (watch::Sender<bool>, tokio::task::JoinHandle<()>)) {
+    let _ = consumer.0.send(true);
+    let _ = consumer.1.await;
+}
+
+async fn power_loss(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::Result<()> {
+    let spec = BrokerSpec::new(
+        &env.exe,
+        env.dir.join("broker"),
+        &env.otlp,
+        &env.broker_args(&[
+            "--simulate-power-loss",
+            "--flush",
+            "async",
+            "--flush-interval",
+            "600000",
+        ]),
+    )?;
+    let broker = spec.start()?;
+    let producer = Producer::new(ProducerConfig::new(broker.addr.clone()));
+    let consumer = consume(env, &broker.addr, granted, AckMode::AfterProcess, None);
+    for i in 1..=3 {
+        pay(&producer, paid, &env.topic, &env.order(i)).await;
+    }
+    until(|| granted.orders().len() >= 3).await;
+    stop_consumer(consumer).await;
+    // Acknowledged, not yet flushed: the power goes.
+    for i in 4..=5 {
+        pay(&producer, paid, &env.topic, &env.order(i)).await;
+    }
+    broker.kill9();
+    let broker = spec.start()?;
+    let consumer = consume(env, &broker.addr, granted, AckMode::AfterProcess, None);
+    let producer = Producer::new(ProducerConfig::new(broker.addr.clone()));
+    pay(&producer, paid, &env.topic, &env.order(6)).await;
+    until(|| granted.orders().contains(&env.order(6))).await;
+    stop_consumer(consumer).await;
+    broker.stop();
+    Ok(())
+}
+
+async fn swallowed_exception(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::Result<()> {
+    let spec = BrokerSpec::new(
+        &env.exe,
+        env.dir.join("broker"),
+        &env.otlp,
+        &env.broker_args(&[]),
+    )?;
+    let broker = spec.start()?;
+    let producer = Producer::new(ProducerConfig::new(broker.addr.clone()));
+    let consumer = consume(
+        env,
+        &broker.addr,
+        granted,
+        AckMode::OnReceive,
+        Some(&env.order(2)),
+    );
+    for i in 1..=4 {
+        pay(&producer, paid, &env.topic, &env.order(i)).await;
+    }
+    until(|| granted.orders().len() >= 3).await;
+    stop_consumer(consumer).await;
+    broker.stop();
+    Ok(())
+}
+
+async fn reliable(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::Result<()> {
+    let spec = BrokerSpec::new(
+        &env.exe,
+        env.dir.join("broker"),
+        &env.otlp,
+        &env.broker_args(&["--flush", "sync"]),
+    )?;
+    let broker = spec.start()?;
+    let producer = Producer::new(ProducerConfig {
+        retries: 3,
+        ..ProducerConfig::new(broker.addr.clone())
+    });
+    let consumer = consume(env, &broker.addr, granted, AckMode::AfterProcess, None);
+    for i in 1..=5 {
+        pay(&producer, paid, &env.topic, &env.order(i)).await;
+    }
+    until(|| granted.orders().len() >= 5).await;
+    stop_consumer(consumer).await;
+    broker.stop();
+    Ok(())
+}

@@ -129,7 +129,8 @@ fn funnel_svg(report: &Report) -> String {
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px;color:#222}\
 h1{margin-bottom:.2rem}.summary{font-size:1.2rem}.lost{color:#d1495b;font-weight:600}\
-table{border-collapse:collapse;width:100%;font-size:.9rem}th,td{border-bottom:1px solid #ddd;padding:.35rem;text-align:left;vertical-align:top}\
+table{border-collapse:collapse;width:100%;font-size:.9rem}th,td{border-bottom:1px solid #ddd;padding:.35rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}\
+table.lost-table{table-layout:fixed}\
 th{cursor:pointer;background:#f4f4f4;user-select:none}th:hover{background:#e8e8e8}\
 .key{display:inline-block;width:.8rem;height:.8rem;margin:0 .3rem 0 .8rem}.grid{display:grid;grid-template-columns:repeat(4,1fr);gap:1rem}\
 .small td{font-size:.85rem}";
@@ -191,7 +192,9 @@ impl Report {
         ] {
             out.push_str(&small_table(title, rows));
         }
-        out.push_str("</div><h2>Lost messages</h2><table class=\"sortable\"><thead><tr>");
+        out.push_str("</div><h2>Lost messages</h2><table class=\"sortable lost-table\">");
+        // Widths favour the story over the ids.
+        out.push_str("<colgroup><col style=\"width:12%\"><col style=\"width:9%\"><col style=\"width:11%\"><col style=\"width:7%\"><col style=\"width:9%\"><col style=\"width:6%\"><col style=\"width:30%\"><col style=\"width:16%\"></colgroup><thead><tr>");
         for h in [
             "message",
             "keys",

@@ -167,16 +167,29 @@ fn judge(
         }
     }
     let lost: BTreeSet<String> = story.paid.difference(&story.granted).cloned().collect();
+    // What lasthop said of each order the ledgers lost, and of any it called lost.
     let found: Vec<Finding> = by_order
         .values()
-        .filter(|f| f.verdict.is_lost())
+        .filter(|f| {
+            f.verdict.is_lost() || (lost.contains(&f.order) && Some(f.verdict) == scenario.expected)
+        })
         .cloned()
         .collect();
-    let called: BTreeSet<String> = found.iter().map(|f| f.order.clone()).collect();
-    let misattributed = found
+    let verdict_of = |order: &String| by_order.get(order).map(|f| f.verdict);
+    let false_lost = found
         .iter()
-        .filter(|f| !story.granted.contains(&f.order) && Some(f.verdict) != scenario.expected)
+        .filter(|f| f.verdict.is_lost() && story.granted.contains(&f.order))
         .map(|f| f.order.clone())
+        .collect();
+    let missed = lost
+        .iter()
+        .filter(|o| verdict_of(o).is_none_or(|v| !v.is_lost() && Some(v) != scenario.expected))
+        .cloned()
+        .collect();
+    let misattributed = lost
+        .iter()
+        .filter(|o| verdict_of(o).is_some_and(|v| v.is_lost() && Some(v) != scenario.expected))
+        .cloned()
         .collect();
     Ok(ScenarioOutcome {
         name: scenario.name.to_owned(),
@@ -184,8 +197,8 @@ fn judge(
         expected: scenario.expected,
         misattributed,
         paid: story.paid.len(),
-        false_lost: called.intersection(&story.granted).cloned().collect(),
-        missed: lost.difference(&called).cloned().collect(),
+        false_lost,
+        missed,
         lost,
         found,
     })

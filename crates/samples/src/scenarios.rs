@@ -35,6 +35,21 @@ pub const SCENARIOS: &[Scenario] = &[
         expected: Some(Verdict::LostAtConsumer),
     },
     Scenario {
+        name: "network-flap",
+        injected: "a fault proxy between the order service and the broker drops one send request and one send response; the producer has no retries and the service ignores the failure",
+        expected: Some(Verdict::LostAtSend),
+    },
+    Scenario {
+        name: "poison",
+        injected: "the red-packet service can never process one order: it is retried with growing delays, then dead-lettered",
+        expected: Some(Verdict::DeadLettered),
+    },
+    Scenario {
+        name: "tx-check-back",
+        injected: "transactional sends: one half message's response is lost, one commit is lost; the broker's check-back settles both",
+        expected: None,
+    },
+    Scenario {
         name: "reliable",
         injected: "SYNC_FLUSH broker, ack after processing, retries: the same workload must lose nothing",
         expected: None,
@@ -123,6 +138,9 @@ pub async fn run(name: &str, env: &Env) -> std::io::Result<Story> {
         "power-loss" => power_loss(env, &paid, &granted).await?,
         "swallowed-exception" => swallowed_exception(env, &paid, &granted).await?,
         "reliable" => reliable(env, &paid, &granted).await?,
+        "network-flap" => network_flap(env, &paid, &granted).await?,
+        "poison" => poison(env, &paid, &granted).await?,
+        "tx-check-back" => tx_check_back(env, &paid, &granted).await?,
         other => return Err(std::io::Error::other(format!("no scenario {other:?}"))),
     }
     Ok(Story {
@@ -243,6 +261,174 @@ async fn reliable(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::Result
     }
     until(|| granted.orders().len() >= 5).await;
     stop_consumer(consumer).await;
+    broker.stop();
+    Ok(())
+}
+
+/// A broker configuration file in the scenario's directory (RocketMQ names).
+fn config_file(env: &Env, toml: &str) -> std::io::Result<String> {
+    let path = env.dir.join("broker.toml");
+    std::fs::write(&path, toml)?;
+    Ok(path.display().to_string())
+}
+
+async fn network_flap(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::Result<()> {
+    use lasthop_broker::fault_proxy::{Fault, FaultProxy, RequestKind};
+    let spec = BrokerSpec::new(
+        &env.exe,
+        env.dir.join("broker"),
+        &env.otlp,
+        &env.broker_args(&[]),
+    )?;
+    let broker = spec.start()?;
+    let proxy = FaultProxy::start(broker.addr.parse().map_err(std::io::Error::other)?).await?;
+    let producer = Producer::new(ProducerConfig {
+        retries: 0,
+        timeout: Duration::from_millis(500),
+        ..ProducerConfig::new(proxy.addr.to_string())
+    });
+    let consumer = consume(env, &broker.addr, granted, AckMode::AfterProcess, None);
+    pay(&producer, paid, &env.topic, &env.order(1)).await;
+    proxy.inject(Fault::DropRequest(RequestKind::Send)); // never reaches the broker
+    pay(&producer, paid, &env.topic, &env.order(2)).await;
+    proxy.inject(Fault::DropResponse(RequestKind::Send)); // stored; the producer never hears
+    pay(&producer, paid, &env.topic, &env.order(3)).await;
+    pay(&producer, paid, &env.topic, &env.order(4)).await;
+    until(|| {
+        [1, 3, 4]
+            .iter()
+            .all(|i| granted.orders().contains(&env.order(*i)))
+    })
+    .await;
+    stop_consumer(consumer).await;
+    broker.stop();
+    Ok(())
+}
+
+async fn poison(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::Result<()> {
+    let config = config_file(
+        env,
+        "messageDelayLevel = \"20ms 20ms 40ms 80ms 160ms\"\nmaxReconsumeTimes = 2\n",
+    )?;
+    let spec = BrokerSpec::new(
+        &env.exe,
+        env.dir.join("broker"),
+        &env.otlp,
+        &env.broker_args(&["--config", &config]),
+    )?;
+    let broker = spec.start()?;
+    let producer = Producer::new(ProducerConfig::new(broker.addr.clone()));
+    let consumer = consume(
+        env,
+        &broker.addr,
+        granted,
+        AckMode::AfterProcess,
+        Some(&env.order(2)),
+    );
+    for i in 1..=3 {
+        pay(&producer, paid, &env.topic, &env.order(i)).await;
+    }
+    let connection =
+        lasthop_broker::client::Connection::connect(&broker.addr, Duration::from_secs(2))
+            .await
+            .map_err(std::io::Error::other)?;
+    let list = lasthop_broker::protocol::Request::ListDeadLetters {
+        group: env.group.clone(),
+    };
+    let mut dead = false;
+    for _ in 0..500 {
+        if let Ok(lasthop_broker::protocol::Response::Messages(m)) =
+            connection.request(&list, Duration::from_secs(2)).await
+            && !m.is_empty()
+        {
+            dead = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if !dead {
+        return Err(std::io::Error::other(
+            "the poison message never reached the dead-letter queue",
+        ));
+    }
+    until(|| granted.orders().len() >= 2).await;
+    stop_consumer(consumer).await;
+    broker.stop();
+    Ok(())
+}
+
+async fn tx_check_back(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::Result<()> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use lasthop_broker::client::{CheckListener, TransactionProducer};
+    use lasthop_broker::fault_proxy::{Fault, FaultProxy, RequestKind};
+    use lasthop_broker::protocol::TxState;
+
+    let config = config_file(
+        env,
+        "transactionTimeOut = 300\ntransactionCheckInterval = 50\n",
+    )?;
+    let spec = BrokerSpec::new(
+        &env.exe,
+        env.dir.join("broker"),
+        &env.otlp,
+        &env.broker_args(&["--config", &config]),
+    )?;
+    let broker = spec.start()?;
+    let proxy = FaultProxy::start(broker.addr.parse().map_err(std::io::Error::other)?).await?;
+    // The order service's own record of its local transactions, which check-backs read.
+    let local: Arc<Mutex<HashMap<String, TxState>>> = Arc::default();
+    let record = local.clone();
+    let listener: CheckListener = Arc::new(move |check| {
+        record
+            .lock()
+            .expect("record")
+            .get(&check.tx_id)
+            .copied()
+            .unwrap_or(TxState::Rollback)
+    });
+    let producer = TransactionProducer::start(
+        ProducerConfig {
+            retries: 0,
+            timeout: Duration::from_millis(500),
+            group: "order-tx".into(),
+            ..ProducerConfig::new(proxy.addr.to_string())
+        },
+        listener,
+    );
+    let consumer = consume(env, &broker.addr, granted, AckMode::AfterProcess, None);
+    for (i, fault) in [
+        (1, None),
+        (2, Some(Fault::DropResponse(RequestKind::SendHalf))),
+        (3, Some(Fault::DropRequest(RequestKind::EndTransaction))),
+    ] {
+        if let Some(f) = fault {
+            proxy.inject(f);
+        }
+        let order = env.order(i);
+        let message = Message {
+            topic: env.topic.clone(),
+            keys: vec![order.clone()],
+            body: b"{}".to_vec(),
+            ..Default::default()
+        };
+        let (local, paid) = (local.clone(), paid.clone());
+        // The local transaction: the order is paid only if the half message was stored.
+        let _ = producer
+            .send(message, move |msg_id| {
+                paid.record(&order);
+                local
+                    .lock()
+                    .expect("record")
+                    .insert(msg_id.to_owned(), TxState::Commit);
+                TxState::Commit
+            })
+            .await;
+    }
+    until(|| paid.orders().iter().all(|o| granted.orders().contains(o))).await;
+    stop_consumer(consumer).await;
+    drop(producer);
     broker.stop();
     Ok(())
 }

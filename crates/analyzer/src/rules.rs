@@ -431,10 +431,13 @@ fn broker_loss(
         }
         let text = format!(
             "{stored}; {} lost its data ({cause}) at {} and a replica took over with its log ending at {survived}; \
-             no replica had acknowledged the message (acknowledged up to {}); {never}",
+             no replica had acknowledged the message ({}); {never}",
             loc.broker,
             at(next.start_ns),
-            acked.map_or_else(|| "nothing".to_owned(), |a| a.to_string())
+            acked.map_or_else(
+                || "no replicate span shows it acknowledged".to_owned(),
+                |a| format!("acknowledged up to {a}")
+            )
         );
         return found(Verdict::LostAtReplication, "replicate", text);
     }

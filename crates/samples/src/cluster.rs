@@ -71,6 +71,14 @@ impl BrokerSpec {
 }
 
 impl BrokerProcess {
+    /// Sends a signal, e.g. `-STOP` to freeze a process and `-CONT` to resume it.
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .arg(sig)
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
     /// A power cut or crash: no chance to flush or export anything.
     pub fn kill9(mut self) {
         let _ = self.child.kill();

@@ -35,6 +35,11 @@ pub const SCENARIOS: &[Scenario] = &[
         expected: Some(Verdict::LostAtConsumer),
     },
     Scenario {
+        name: "disk-loss",
+        injected: "an ASYNC_MASTER acknowledges orders its (frozen) slave has not copied, then its disk is destroyed and the slave is promoted",
+        expected: Some(Verdict::LostAtReplication),
+    },
+    Scenario {
         name: "network-flap",
         injected: "a fault proxy between the order service and the broker drops one send request and one send response; the producer has no retries and the service ignores the failure",
         expected: Some(Verdict::LostAtSend),
@@ -139,6 +144,7 @@ pub async fn run(name: &str, env: &Env) -> std::io::Result<Story> {
         "swallowed-exception" => swallowed_exception(env, &paid, &granted).await?,
         "reliable" => reliable(env, &paid, &granted).await?,
         "network-flap" => network_flap(env, &paid, &granted).await?,
+        "disk-loss" => disk_loss(env, &paid, &granted).await?,
         "poison" => poison(env, &paid, &granted).await?,
         "tx-check-back" => tx_check_back(env, &paid, &granted).await?,
         other => return Err(std::io::Error::other(format!("no scenario {other:?}"))),
@@ -430,5 +436,105 @@ async fn tx_check_back(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::R
     stop_consumer(consumer).await;
     drop(producer);
     broker.stop();
+    Ok(())
+}
+
+async fn request(
+    addr: &str,
+    request: lasthop_broker::protocol::Request,
+) -> std::io::Result<lasthop_broker::protocol::Response> {
+    let c = lasthop_broker::client::Connection::connect(addr, Duration::from_secs(2))
+        .await
+        .map_err(std::io::Error::other)?;
+    c.request(&request, Duration::from_secs(5))
+        .await
+        .map_err(std::io::Error::other)
+}
+
+/// Waits until the master's slave has acknowledged everything the master holds.
+async fn slave_caught_up(master: &str) -> std::io::Result<bool> {
+    use lasthop_broker::protocol::{Request, Response};
+    for _ in 0..1000 {
+        if let Response::Replication {
+            put_offset,
+            replicas,
+            ..
+        } = request(master, Request::ReplicationStatus).await?
+            && replicas
+                .first()
+                .is_some_and(|r| r.acked_offset == put_offset)
+        {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(false)
+}
+
+/// Waits until the group has consumed everything the broker holds for the topic.
+async fn drained(env: &Env, addr: &str) -> std::io::Result<bool> {
+    use lasthop_broker::protocol::{Request, Response};
+    for _ in 0..1000 {
+        let progress = Request::GroupProgress {
+            group: env.group.clone(),
+            topic: env.topic.clone(),
+        };
+        if let Response::Progress(queues) = request(addr, progress).await?
+            && queues
+                .iter()
+                .all(|q| q.consumer_offset.unwrap_or(0) >= q.broker_offset)
+        {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(false)
+}
+
+async fn disk_loss(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::Result<()> {
+    use lasthop_broker::protocol::Request;
+    let master_store = env.dir.join("master");
+    let master = BrokerSpec::new(
+        &env.exe,
+        master_store.clone(),
+        &env.otlp,
+        &env.broker_args(&["--replication", "async"]),
+    )?
+    .start()?;
+    let slave_args = ["--role", "slave", "--master", master.addr.as_str()];
+    let slave = BrokerSpec::new(
+        &env.exe,
+        env.dir.join("slave"),
+        &env.otlp,
+        &env.broker_args(&slave_args),
+    )?
+    .start()?;
+    let producer = Producer::new(ProducerConfig::new(master.addr.clone()));
+    let consumer = consume(env, &master.addr, granted, AckMode::AfterProcess, None);
+    for i in 1..=3 {
+        pay(&producer, paid, &env.topic, &env.order(i)).await;
+    }
+    until(|| granted.orders().len() >= 3).await;
+    slave_caught_up(&master.addr).await?;
+    stop_consumer(consumer).await;
+    slave.signal("-STOP"); // the slave falls behind; an async master does not wait for it
+    for i in 4..=5 {
+        pay(&producer, paid, &env.topic, &env.order(i)).await;
+    }
+    master.kill9();
+    std::fs::remove_dir_all(&master_store)?; // the disk is gone
+    slave.signal("-CONT");
+    request(
+        &slave.addr,
+        Request::Promote {
+            cause: "disk_lost".into(),
+        },
+    )
+    .await?;
+    // The red-packet service moves to the promoted broker and takes whatever it holds.
+    let consumer = consume(env, &slave.addr, granted, AckMode::AfterProcess, None);
+    drained(env, &slave.addr).await?;
+    stop_consumer(consumer).await;
+    slave.stop();
     Ok(())
 }

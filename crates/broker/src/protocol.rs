@@ -48,6 +48,8 @@ pub enum Request {
         topic: String,
         queue_id: u32,
         next_offset: u64,
+        /// Committed on receipt, before processing (so the broker can witness it).
+        on_receive: bool,
     },
     QueryOffset {
         group: String,

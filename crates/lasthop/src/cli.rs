@@ -50,8 +50,8 @@ pub enum Command {
 pub struct DemoArgs {
     #[command(flatten)]
     pub data: DataDir,
-    /// Scenarios to run: power-loss, swallowed-exception, disk-loss,
-    /// network-flap, poison, tx-check-back, reliable, or all.
+    /// Scenarios to run: power-loss, swallowed-exception, consumer-crash,
+    /// disk-loss, network-flap, poison, tx-check-back, reliable, or all.
     #[arg(value_name = "SCENARIO", default_value = "all")]
     pub scenarios: Vec<String>,
 }

@@ -90,6 +90,16 @@ pub async fn run(options: DemoOptions) -> Result<Vec<ScenarioOutcome>, String> {
             group: "red-packet".into(),
             base: (i as u32 + 1) * 1000 + (run_id as u32 % 1000) * 10_000,
             broker_name: format!("broker-{name}"),
+            processed: {
+                let store = collector.pipeline().store().clone();
+                scenarios::Witness(std::sync::Arc::new(move |key: &str| {
+                    store.by_key(key).is_ok_and(|spans| {
+                        spans
+                            .iter()
+                            .any(|s| s.hop == Some(lasthop_vocab::Hop::Process) && !s.is_error())
+                    })
+                }))
+            },
         };
         eprintln!("running {name} ...");
         let story = scenarios::run(name, &env)

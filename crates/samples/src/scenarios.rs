@@ -35,6 +35,11 @@ pub const SCENARIOS: &[Scenario] = &[
         expected: Some(Verdict::LostAtConsumer),
     },
     Scenario {
+        name: "consumer-crash",
+        injected: "the red-packet consumer commits each batch on receipt and is killed (kill -9) mid-batch; it comes back and goes on",
+        expected: Some(Verdict::LostAtConsumer),
+    },
+    Scenario {
         name: "disk-loss",
         injected: "an ASYNC_MASTER acknowledges orders its (frozen) slave has not copied, then its disk is destroyed and the slave is promoted",
         expected: Some(Verdict::LostAtReplication),
@@ -72,6 +77,18 @@ pub struct Env {
     /// Orders of this scenario are ORDER_{base + i}, unique across scenarios.
     pub base: u32,
     pub broker_name: String,
+    /// Whether the collector has indexed a process span of this order.
+    pub processed: Witness,
+}
+
+/// A question to the collector, asked while a scenario runs.
+#[derive(Clone)]
+pub struct Witness(pub Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for Witness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Witness")
+    }
 }
 
 impl Env {
@@ -145,6 +162,7 @@ pub async fn run(name: &str, env: &Env) -> std::io::Result<Story> {
         "reliable" => reliable(env, &paid, &granted).await?,
         "network-flap" => network_flap(env, &paid, &granted).await?,
         "disk-loss" => disk_loss(env, &paid, &granted).await?,
+        "consumer-crash" => consumer_crash(env, &paid, &granted).await?,
         "poison" => poison(env, &paid, &granted).await?,
         "tx-check-back" => tx_check_back(env, &paid, &granted).await?,
         other => return Err(std::io::Error::other(format!("no scenario {other:?}"))),
@@ -536,5 +554,82 @@ async fn disk_loss(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::Resul
     drained(env, &slave.addr).await?;
     stop_consumer(consumer).await;
     slave.stop();
+    Ok(())
+}
+
+async fn consumer_crash(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::Result<()> {
+    use std::io::BufRead;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let config = config_file(env, "defaultTopicQueueNums = 1\n")?;
+    let broker = BrokerSpec::new(
+        &env.exe,
+        env.dir.join("broker"),
+        &env.otlp,
+        &env.broker_args(&["--config", &config]),
+    )?
+    .start()?;
+    let producer = Producer::new(ProducerConfig::new(broker.addr.clone()));
+    for i in 1..=5 {
+        pay(&producer, paid, &env.topic, &env.order(i)).await;
+    }
+    // The red-packet service as a process: a second per packet, commits on receipt.
+    let mut child = std::process::Command::new(&env.exe)
+        .args([
+            "consume",
+            "--ack",
+            "on-receive",
+            "--process-delay",
+            "1000",
+            "--broker",
+            &broker.addr,
+            "--topic",
+            &env.topic,
+        ])
+        .args(["--group", &env.group, "--otlp", &env.otlp])
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let granted_count = Arc::new(AtomicUsize::new(0));
+    let (stdout, ledger, count) = (
+        child.stdout.take().expect("piped"),
+        granted.clone(),
+        granted_count.clone(),
+    );
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(order) = line
+                .strip_prefix("processed ")
+                .and_then(|l| l.split_whitespace().next())
+            {
+                ledger.record(order);
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    until(|| granted_count.load(Ordering::SeqCst) >= 2).await;
+    // Its spans for the packets it granted have reached the collector; the third is mid-way.
+    let second = env.order(2);
+    until(|| (env.processed.0)(&second)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = reader.join();
+    // The service comes back (processing after it processes) and orders go on.
+    let consumer = consume(env, &broker.addr, granted, AckMode::AfterProcess, None);
+    for i in 6..=7 {
+        pay(&producer, paid, &env.topic, &env.order(i)).await;
+    }
+    until(|| {
+        [6, 7]
+            .iter()
+            .all(|i| granted.orders().contains(&env.order(*i)))
+    })
+    .await;
+    stop_consumer(consumer).await;
+    broker.stop();
     Ok(())
 }

@@ -297,6 +297,7 @@ async fn commit(
         topic: topic.to_owned(),
         queue_id,
         next_offset,
+        on_receive: config.ack == AckMode::OnReceive,
     };
     let result = connection.request(&request, config.timeout).await;
     drop(span);

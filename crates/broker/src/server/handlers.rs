@@ -35,6 +35,7 @@ pub(crate) async fn handle(broker: &Broker, request: Request) -> Response {
             topic,
             queue_id,
             next_offset,
+            on_receive,
         } => {
             let span = tracing::info_span!(
                 "settle",
@@ -46,6 +47,7 @@ pub(crate) async fn handle(broker: &Broker, request: Request) -> Response {
                 { attr::MESSAGING_DESTINATION_NAME } = topic.as_str(),
                 { attr::MESSAGING_DESTINATION_PARTITION_ID } = queue_id,
                 { attr::QUEUE_OFFSET } = next_offset,
+                { attr::SETTLE_ON_RECEIVE } = on_receive,
             );
             broker
                 .store

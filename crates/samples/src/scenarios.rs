@@ -352,24 +352,15 @@ async fn poison(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::Result<(
     for i in 1..=3 {
         pay(&producer, paid, &env.topic, &env.order(i)).await;
     }
-    let connection =
-        lasthop_broker::client::Connection::connect(&broker.addr, Duration::from_secs(2))
-            .await
-            .map_err(std::io::Error::other)?;
     let list = lasthop_broker::protocol::Request::ListDeadLetters {
         group: env.group.clone(),
     };
-    let mut dead = false;
-    for _ in 0..500 {
-        if let Ok(lasthop_broker::protocol::Response::Messages(m)) =
-            connection.request(&list, Duration::from_secs(2)).await
-            && !m.is_empty()
-        {
-            dead = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let dead = ask_until(
+        &broker.addr,
+        list,
+        |answer| matches!(answer, lasthop_broker::protocol::Response::Messages(m) if !m.is_empty()),
+    )
+    .await?;
     if !dead {
         return Err(std::io::Error::other(
             "the poison message never reached the dead-letter queue",
@@ -382,10 +373,7 @@ async fn poison(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::Result<(
 }
 
 async fn tx_check_back(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::Result<()> {
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-
-    use lasthop_broker::client::{CheckListener, TransactionProducer};
+    use lasthop_broker::client::{LocalTransactions, TransactionProducer};
     use lasthop_broker::fault_proxy::{Fault, FaultProxy, RequestKind};
     use lasthop_broker::protocol::TxState;
 
@@ -402,16 +390,8 @@ async fn tx_check_back(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::R
     let broker = spec.start()?;
     let proxy = FaultProxy::start(broker.addr.parse().map_err(std::io::Error::other)?).await?;
     // The order service's own record of its local transactions, which check-backs read.
-    let local: Arc<Mutex<HashMap<String, TxState>>> = Arc::default();
-    let record = local.clone();
-    let listener: CheckListener = Arc::new(move |check| {
-        record
-            .lock()
-            .expect("record")
-            .get(&check.tx_id)
-            .copied()
-            .unwrap_or(TxState::Rollback)
-    });
+    let local = LocalTransactions::default();
+    let listener = local.listener(TxState::Rollback);
     let producer = TransactionProducer::start(
         ProducerConfig {
             retries: 0,
@@ -442,10 +422,7 @@ async fn tx_check_back(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::R
         let _ = producer
             .send(message, move |msg_id| {
                 paid.record(&order);
-                local
-                    .lock()
-                    .expect("record")
-                    .insert(msg_id.to_owned(), TxState::Commit);
+                local.record(msg_id, TxState::Commit);
                 TxState::Commit
             })
             .await;
@@ -469,18 +446,20 @@ async fn request(
         .map_err(std::io::Error::other)
 }
 
-/// Waits until the master's slave has acknowledged everything the master holds.
-async fn slave_caught_up(master: &str) -> std::io::Result<bool> {
-    use lasthop_broker::protocol::{Request, Response};
+/// Asks `addr` every 20 ms, at most 20 s, until `done` accepts the answer.
+async fn ask_until(
+    addr: &str,
+    ask: lasthop_broker::protocol::Request,
+    done: impl Fn(&lasthop_broker::protocol::Response) -> bool,
+) -> std::io::Result<bool> {
+    let connection = lasthop_broker::client::Connection::connect(addr, Duration::from_secs(2))
+        .await
+        .map_err(std::io::Error::other)?;
     for _ in 0..1000 {
-        if let Response::Replication {
-            put_offset,
-            replicas,
-            ..
-        } = request(master, Request::ReplicationStatus).await?
-            && replicas
-                .first()
-                .is_some_and(|r| r.acked_offset == put_offset)
+        if connection
+            .request(&ask, Duration::from_secs(5))
+            .await
+            .is_ok_and(|answer| done(&answer))
         {
             return Ok(true);
         }
@@ -489,24 +468,26 @@ async fn slave_caught_up(master: &str) -> std::io::Result<bool> {
     Ok(false)
 }
 
+/// Waits until the master's slave has acknowledged everything the master holds.
+async fn slave_caught_up(master: &str) -> std::io::Result<bool> {
+    use lasthop_broker::protocol::{Request, Response};
+    ask_until(master, Request::ReplicationStatus, |answer| {
+        matches!(answer, Response::Replication { put_offset, replicas, .. } if replicas.first().is_some_and(|r| r.acked_offset == *put_offset))
+    })
+    .await
+}
+
 /// Waits until the group has consumed everything the broker holds for the topic.
 async fn drained(env: &Env, addr: &str) -> std::io::Result<bool> {
     use lasthop_broker::protocol::{Request, Response};
-    for _ in 0..1000 {
-        let progress = Request::GroupProgress {
-            group: env.group.clone(),
-            topic: env.topic.clone(),
-        };
-        if let Response::Progress(queues) = request(addr, progress).await?
-            && queues
-                .iter()
-                .all(|q| q.consumer_offset.unwrap_or(0) >= q.broker_offset)
-        {
-            return Ok(true);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(false)
+    let progress = Request::GroupProgress {
+        group: env.group.clone(),
+        topic: env.topic.clone(),
+    };
+    ask_until(addr, progress, |answer| {
+        matches!(answer, Response::Progress(queues) if queues.iter().all(|q| q.consumer_offset.unwrap_or(0) >= q.broker_offset))
+    })
+    .await
 }
 
 async fn disk_loss(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::Result<()> {

@@ -8,4 +8,6 @@ pub mod transaction;
 pub use connection::{ClientError, Connection};
 pub use consumer::{AckMode, ConsumerConfig, Handler, ProcessOutcome};
 pub use producer::{Message, Producer, ProducerConfig, SendError};
-pub use transaction::{CheckListener, CheckRequest, TransactionProducer, TxOutcome};
+pub use transaction::{
+    CheckListener, CheckRequest, LocalTransactions, TransactionProducer, TxOutcome,
+};

@@ -37,6 +37,36 @@ pub struct CheckRequest {
 /// Answers check-backs from the application's own record of its transactions.
 pub type CheckListener = Arc<dyn Fn(&CheckRequest) -> TxState + Send + Sync>;
 
+/// An application's record of its local transactions, in memory: what it
+/// decided for each transaction id. Its [`LocalTransactions::listener`]
+/// answers check-backs from it.
+#[derive(Debug, Clone, Default)]
+pub struct LocalTransactions(Arc<std::sync::Mutex<std::collections::HashMap<String, TxState>>>);
+
+impl LocalTransactions {
+    pub fn record(&self, tx_id: &str, state: TxState) {
+        self.0
+            .lock()
+            .expect("transactions lock")
+            .insert(tx_id.to_owned(), state);
+    }
+
+    /// A check listener that answers from this record; a transaction it has
+    /// no record of is answered with `unknown_as`.
+    pub fn listener(&self, unknown_as: TxState) -> CheckListener {
+        let record = self.clone();
+        Arc::new(move |check| {
+            record
+                .0
+                .lock()
+                .expect("transactions lock")
+                .get(&check.tx_id)
+                .copied()
+                .unwrap_or(unknown_as)
+        })
+    }
+}
+
 /// What a transactional send did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxOutcome {

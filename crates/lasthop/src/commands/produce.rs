@@ -74,23 +74,12 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
 
 /// Transactional sends; returns (attempted, failed).
 async fn send_transactions(args: &ProduceArgs, message: &dyn Fn(u32) -> Message) -> (u32, u32) {
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex};
-
-    use lasthop_broker::client::{CheckListener, TransactionProducer};
+    use lasthop_broker::client::{LocalTransactions, TransactionProducer};
     use lasthop_broker::protocol::TxState;
 
     // This run's record of its local transactions, read by check-backs.
-    let local: Arc<Mutex<HashMap<String, TxState>>> = Arc::default();
-    let record = local.clone();
-    let listener: CheckListener = Arc::new(move |check| {
-        record
-            .lock()
-            .expect("record")
-            .get(&check.tx_id)
-            .copied()
-            .unwrap_or(TxState::Rollback)
-    });
+    let local = LocalTransactions::default();
+    let listener = local.listener(TxState::Rollback);
     let producer = TransactionProducer::start(
         ProducerConfig {
             retries: args.retries,
@@ -105,10 +94,7 @@ async fn send_transactions(args: &ProduceArgs, message: &dyn Fn(u32) -> Message)
         let local = local.clone();
         let outcome = producer
             .send(message(i), move |msg_id| {
-                local
-                    .lock()
-                    .expect("record")
-                    .insert(msg_id.to_owned(), TxState::Commit);
+                local.record(msg_id, TxState::Commit);
                 TxState::Commit
             })
             .await;

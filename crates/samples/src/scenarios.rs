@@ -207,19 +207,17 @@ async fn stop_consumer(consumer: (watch::Sender<bool>, tokio::task::JoinHandle<(
 }
 
 async fn power_loss(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::Result<()> {
-    let spec = BrokerSpec::new(
-        &env.exe,
-        env.dir.join("broker"),
-        &env.otlp,
-        &env.broker_args(&[
+    let (spec, broker) = start_broker(
+        env,
+        &[
             "--simulate-power-loss",
             "--flush",
             "async",
             "--flush-interval",
             "600000",
-        ]),
+        ],
+        None,
     )?;
-    let broker = spec.start()?;
     let producer = Producer::new(ProducerConfig::new(broker.addr.clone()));
     let consumer = consume(env, &broker.addr, granted, AckMode::AfterProcess, None);
     for i in 1..=3 {
@@ -243,13 +241,7 @@ async fn power_loss(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::Resu
 }
 
 async fn swallowed_exception(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::Result<()> {
-    let spec = BrokerSpec::new(
-        &env.exe,
-        env.dir.join("broker"),
-        &env.otlp,
-        &env.broker_args(&[]),
-    )?;
-    let broker = spec.start()?;
+    let (_, broker) = start_broker(env, &[], None)?;
     let producer = Producer::new(ProducerConfig::new(broker.addr.clone()));
     let consumer = consume(
         env,
@@ -268,13 +260,7 @@ async fn swallowed_exception(env: &Env, paid: &Ledger, granted: &Ledger) -> std:
 }
 
 async fn reliable(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::Result<()> {
-    let spec = BrokerSpec::new(
-        &env.exe,
-        env.dir.join("broker"),
-        &env.otlp,
-        &env.broker_args(&["--flush", "sync"]),
-    )?;
-    let broker = spec.start()?;
+    let (_, broker) = start_broker(env, &["--flush", "sync"], None)?;
     let producer = Producer::new(ProducerConfig {
         retries: 3,
         ..ProducerConfig::new(broker.addr.clone())
@@ -289,6 +275,28 @@ async fn reliable(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::Result
     Ok(())
 }
 
+/// Starts this scenario's broker (store `broker/` in its directory), with a
+/// configuration file when `toml` is given; returns it and how to restart it.
+fn start_broker(
+    env: &Env,
+    flags: &[&str],
+    toml: Option<&str>,
+) -> std::io::Result<(BrokerSpec, crate::cluster::BrokerProcess)> {
+    let config = toml.map(|t| config_file(env, t)).transpose()?;
+    let mut args: Vec<&str> = flags.to_vec();
+    if let Some(path) = &config {
+        args.extend(["--config", path.as_str()]);
+    }
+    let spec = BrokerSpec::new(
+        &env.exe,
+        env.dir.join("broker"),
+        &env.otlp,
+        &env.broker_args(&args),
+    )?;
+    let broker = spec.start()?;
+    Ok((spec, broker))
+}
+
 /// A broker configuration file in the scenario's directory (RocketMQ names).
 fn config_file(env: &Env, toml: &str) -> std::io::Result<String> {
     let path = env.dir.join("broker.toml");
@@ -298,13 +306,7 @@ fn config_file(env: &Env, toml: &str) -> std::io::Result<String> {
 
 async fn network_flap(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::Result<()> {
     use lasthop_broker::fault_proxy::{Fault, FaultProxy, RequestKind};
-    let spec = BrokerSpec::new(
-        &env.exe,
-        env.dir.join("broker"),
-        &env.otlp,
-        &env.broker_args(&[]),
-    )?;
-    let broker = spec.start()?;
+    let (_, broker) = start_broker(env, &[], None)?;
     let proxy = FaultProxy::start(broker.addr.parse().map_err(std::io::Error::other)?).await?;
     let producer = Producer::new(ProducerConfig {
         retries: 0,
@@ -334,13 +336,7 @@ async fn poison(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::Result<(
         env,
         "messageDelayLevel = \"20ms 20ms 40ms 80ms 160ms\"\nmaxReconsumeTimes = 2\n",
     )?;
-    let spec = BrokerSpec::new(
-        &env.exe,
-        env.dir.join("broker"),
-        &env.otlp,
-        &env.broker_args(&["--config", &config]),
-    )?;
-    let broker = spec.start()?;
+    let (_, broker) = start_broker(env, &["--config", &config], None)?;
     let producer = Producer::new(ProducerConfig::new(broker.addr.clone()));
     let consumer = consume(
         env,
@@ -381,13 +377,7 @@ async fn tx_check_back(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::R
         env,
         "transactionTimeOut = 300\ntransactionCheckInterval = 50\n",
     )?;
-    let spec = BrokerSpec::new(
-        &env.exe,
-        env.dir.join("broker"),
-        &env.otlp,
-        &env.broker_args(&["--config", &config]),
-    )?;
-    let broker = spec.start()?;
+    let (_, broker) = start_broker(env, &["--config", &config], None)?;
     let proxy = FaultProxy::start(broker.addr.parse().map_err(std::io::Error::other)?).await?;
     // The order service's own record of its local transactions, which check-backs read.
     let local = LocalTransactions::default();

@@ -332,11 +332,11 @@ async fn network_flap(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::Re
 }
 
 async fn poison(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::Result<()> {
-    let config = config_file(
+    let (_, broker) = start_broker(
         env,
-        "messageDelayLevel = \"20ms 20ms 40ms 80ms 160ms\"\nmaxReconsumeTimes = 2\n",
+        &[],
+        Some("messageDelayLevel = \"20ms 20ms 40ms 80ms 160ms\"\nmaxReconsumeTimes = 2\n"),
     )?;
-    let (_, broker) = start_broker(env, &["--config", &config], None)?;
     let producer = Producer::new(ProducerConfig::new(broker.addr.clone()));
     let consumer = consume(
         env,
@@ -373,11 +373,11 @@ async fn tx_check_back(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::R
     use lasthop_broker::fault_proxy::{Fault, FaultProxy, RequestKind};
     use lasthop_broker::protocol::TxState;
 
-    let config = config_file(
+    let (_, broker) = start_broker(
         env,
-        "transactionTimeOut = 300\ntransactionCheckInterval = 50\n",
+        &[],
+        Some("transactionTimeOut = 300\ntransactionCheckInterval = 50\n"),
     )?;
-    let (_, broker) = start_broker(env, &["--config", &config], None)?;
     let proxy = FaultProxy::start(broker.addr.parse().map_err(std::io::Error::other)?).await?;
     // The order service's own record of its local transactions, which check-backs read.
     let local = LocalTransactions::default();
@@ -532,14 +532,7 @@ async fn consumer_crash(env: &Env, paid: &Ledger, granted: &Ledger) -> std::io::
     use std::io::BufRead;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    let config = config_file(env, "defaultTopicQueueNums = 1\n")?;
-    let broker = BrokerSpec::new(
-        &env.exe,
-        env.dir.join("broker"),
-        &env.otlp,
-        &env.broker_args(&["--config", &config]),
-    )?
-    .start()?;
+    let (_, broker) = start_broker(env, &[], Some("defaultTopicQueueNums = 1\n"))?;
     let producer = Producer::new(ProducerConfig::new(broker.addr.clone()));
     for i in 1..=5 {
         pay(&producer, paid, &env.topic, &env.order(i)).await;

@@ -34,6 +34,9 @@ pub enum Command {
     /// Watch messages get lost and found: the red-packet story against real
     /// brokers with real faults, the ledgers' truth beside lasthop's verdicts.
     Demo(DemoArgs),
+    /// Many seeded runs, each a drawn scenario, workload and fault timing
+    /// against real brokers: how often lasthop names the hop the ledgers lost at.
+    Campaign(CampaignArgs),
     /// Run an instrumented broker (RocketMQ model) that traces every hop.
     Broker(BrokerArgs),
     /// Send messages to a broker and print where each one was stored.
@@ -54,6 +57,28 @@ pub struct DemoArgs {
     /// disk-loss, network-flap, poison, tx-check-back, reliable, or all.
     #[arg(value_name = "SCENARIO", default_value = "all")]
     pub scenarios: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CampaignArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// How many runs.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub runs: u64,
+    /// Run i is drawn from seed SEED + i; `--runs 1 --seed S` replays run S.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Orders paid per run (default: drawn between 3 and 12).
+    #[arg(long, value_name = "M", value_parser = clap::value_parser!(u32).range(2..=9000))]
+    pub messages: Option<u32>,
+    /// Output format of the summary (progress goes to stderr).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Keep every run's broker stores and ledgers (by default only those of
+    /// runs where lasthop and the ledgers disagree are kept).
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -13,11 +13,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let data = args.data.path.clone();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let outcomes = runtime
-        .block_on(lasthop_samples::run(DemoOptions {
+        .block_on(until_interrupted(lasthop_samples::run(DemoOptions {
             exe,
             data: data.clone(),
             scenarios: args.scenarios,
-        }))
+        })))
         .map_err(anyhow::Error::msg)?;
     let mut wrong = 0;
     for o in &outcomes {
@@ -42,6 +42,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Runs `work` unless Ctrl-C comes first; then `work` is dropped, and with
+/// it the broker and consumer processes it started (they are killed on drop).
+pub(super) async fn until_interrupted<T>(
+    work: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::select! {
+        result = work => result,
+        _ = tokio::signal::ctrl_c() => Err("interrupted; the brokers it started were stopped".into()),
+    }
 }
 
 fn print_outcome(o: &ScenarioOutcome) {

@@ -2,6 +2,7 @@
 
 mod admin;
 mod broker;
+mod campaign;
 mod collector;
 mod consume;
 mod demo;
@@ -21,7 +22,11 @@ use crate::cli::Command;
 pub fn init_logging(command: &Command) {
     let default = match command {
         Command::Collector(_) => "info",
-        Command::Broker(_) | Command::Produce(_) | Command::Consume(_) | Command::Demo(_) => return,
+        Command::Broker(_)
+        | Command::Produce(_)
+        | Command::Consume(_)
+        | Command::Demo(_)
+        | Command::Campaign(_) => return,
         _ => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
@@ -41,6 +46,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Ingest(args) => ingest::run(args),
         Command::Report(args) => report::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Campaign(args) => campaign::run(args),
         Command::Broker(args) => broker::run(args),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),

@@ -97,6 +97,27 @@ impl<'a> Evidence<'a> {
         e
     }
 
+    /// The spans of one share of a window's messages (with every span
+    /// without a message id), judged with what the whole window says about
+    /// the groups: which consume each topic, when each last processed, and
+    /// the newest message each processed.
+    pub fn with_globals(spans: &'a [SpanRecord], globals: &'a Globals) -> Evidence<'a> {
+        let mut e = Evidence::new(spans);
+        e.groups_by_topic = globals
+            .groups_by_topic
+            .iter()
+            .map(|(t, gs)| (t.as_str(), gs.iter().map(String::as_str).collect()))
+            .collect();
+        let pairs = |m: &'a HashMap<(String, String), u64>| {
+            m.iter()
+                .map(|((g, t), v)| ((g.as_str(), t.as_str()), *v))
+                .collect()
+        };
+        e.newest_processed = pairs(&globals.newest_processed);
+        e.last_processing = pairs(&globals.last_processing);
+        e
+    }
+
     /// Message ids, sorted.
     pub fn message_ids(&self) -> impl Iterator<Item = &'a str> + '_ {
         self.by_message.keys().copied()
@@ -120,5 +141,33 @@ impl<'a> Evidence<'a> {
             .filter(|s| s.epoch == Some(epoch))
             .filter_map(|s| s.range_end)
             .max()
+    }
+}
+
+/// What judging one message needs to know about the others of its window,
+/// gathered share by share when a window is judged a share at a time.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Globals {
+    groups_by_topic: HashMap<String, BTreeSet<String>>,
+    newest_processed: HashMap<(String, String), u64>,
+    last_processing: HashMap<(String, String), u64>,
+}
+
+impl Globals {
+    /// Adds what one share's evidence says.
+    pub fn absorb(&mut self, e: &Evidence<'_>) {
+        for (topic, groups) in &e.groups_by_topic {
+            let known = self.groups_by_topic.entry((*topic).to_owned()).or_default();
+            known.extend(groups.iter().map(|g| (*g).to_owned()));
+        }
+        let merge = |into: &mut HashMap<(String, String), u64>,
+                     from: &HashMap<(&str, &str), u64>| {
+            for ((g, t), v) in from {
+                let slot = into.entry(((*g).to_owned(), (*t).to_owned())).or_default();
+                *slot = (*slot).max(*v);
+            }
+        };
+        merge(&mut self.newest_processed, &e.newest_processed);
+        merge(&mut self.last_processing, &e.last_processing);
     }
 }

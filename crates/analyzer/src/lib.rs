@@ -15,6 +15,6 @@ pub mod report;
 mod report_html;
 mod rules;
 
-pub use evidence::Evidence;
+pub use evidence::{Evidence, Globals};
 pub use model::{Cause, GroupVerdict, MessageVerdicts, Options, Verdict};
 pub use rules::analyze;

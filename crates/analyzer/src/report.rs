@@ -82,73 +82,121 @@ fn rfc3339(ns: u64) -> String {
 
 /// Builds the report of `messages`.
 pub fn build(messages: &[MessageVerdicts], window: Window) -> Report {
-    let mut by_verdict: BTreeMap<String, u64> =
-        ALL.iter().map(|v| (v.as_str().to_owned(), 0)).collect();
-    let (mut by_hop, mut by_topic, mut by_group, mut by_broker) = (
-        BTreeMap::new(),
-        BTreeMap::new(),
-        BTreeMap::new(),
-        BTreeMap::new(),
-    );
-    let mut lost_messages = Vec::new();
-    let mut lost_times: Vec<(u64, String)> = Vec::new();
-    for m in messages {
-        for v in &m.verdicts {
-            *by_verdict.entry(v.verdict.as_str().to_owned()).or_default() += 1;
-            if !v.verdict.is_lost() {
-                continue;
-            }
-            let hop = v.hop.clone().unwrap_or_else(|| "unknown".into());
-            *by_hop.entry(hop.clone()).or_default() += 1;
-            *by_topic
-                .entry(m.topic.clone().unwrap_or_else(|| "unknown".into()))
-                .or_default() += 1;
-            *by_group
-                .entry(v.group.clone().unwrap_or_else(|| "(none)".into()))
-                .or_default() += 1;
-            *by_broker
-                .entry(m.broker.clone().unwrap_or_else(|| "unknown".into()))
-                .or_default() += 1;
-            if let Some(t) = m.sent_ns {
-                lost_times.push((t, hop));
-            }
-            lost_messages.push(LostMessage {
-                message_id: m.message_id.clone(),
-                keys: m.keys.clone(),
-                topic: m.topic.clone(),
-                group: v.group.clone(),
-                verdict: v.verdict,
-                hop: v.hop.clone(),
-                cause: v.cause,
-                explanation: v.explanation.clone(),
-                fix: v.fix.clone(),
-            });
+    let mut builder = ReportBuilder::new();
+    builder.add(messages);
+    builder.finish(window)
+}
+
+const FUNNEL: [&str; 6] = ["send", "store", "flush", "replicate", "receive", "process"];
+
+/// A report built from messages judged a batch at a time: what it keeps is
+/// counts, plus the lost messages themselves.
+#[derive(Debug)]
+pub struct ReportBuilder {
+    messages: u64,
+    by_verdict: BTreeMap<String, u64>,
+    by_hop: BTreeMap<String, u64>,
+    by_topic: BTreeMap<String, u64>,
+    by_group: BTreeMap<String, u64>,
+    by_broker: BTreeMap<String, u64>,
+    funnel: [u64; FUNNEL.len()],
+    lost_messages: Vec<LostMessage>,
+    lost_times: Vec<(u64, String)>,
+}
+
+impl Default for ReportBuilder {
+    fn default() -> Self {
+        ReportBuilder::new()
+    }
+}
+
+impl ReportBuilder {
+    pub fn new() -> ReportBuilder {
+        ReportBuilder {
+            messages: 0,
+            by_verdict: ALL.iter().map(|v| (v.as_str().to_owned(), 0)).collect(),
+            by_hop: BTreeMap::new(),
+            by_topic: BTreeMap::new(),
+            by_group: BTreeMap::new(),
+            by_broker: BTreeMap::new(),
+            funnel: [0; FUNNEL.len()],
+            lost_messages: Vec::new(),
+            lost_times: Vec::new(),
         }
     }
-    Report {
-        window,
-        totals: Totals {
-            messages: messages.len() as u64,
-            by_verdict,
-        },
-        by_hop,
-        by_topic,
-        by_group,
-        by_broker,
-        timeline: timeline(&lost_times),
-        funnel: ["send", "store", "flush", "replicate", "receive", "process"]
-            .into_iter()
-            .map(|stage| {
-                (
-                    stage.to_owned(),
-                    messages
-                        .iter()
-                        .filter(|m| m.reached.contains(&stage))
-                        .count() as u64,
-                )
-            })
-            .collect(),
-        lost_messages,
+
+    /// Adds judged messages (each message once over all batches).
+    pub fn add(&mut self, messages: &[MessageVerdicts]) {
+        self.messages += messages.len() as u64;
+        for m in messages {
+            for (count, stage) in self.funnel.iter_mut().zip(FUNNEL) {
+                *count += u64::from(m.reached.contains(&stage));
+            }
+            for v in &m.verdicts {
+                *self
+                    .by_verdict
+                    .entry(v.verdict.as_str().to_owned())
+                    .or_default() += 1;
+                if v.verdict.is_lost() {
+                    self.add_lost(m, v);
+                }
+            }
+        }
+    }
+
+    fn add_lost(&mut self, m: &MessageVerdicts, v: &crate::model::GroupVerdict) {
+        let hop = v.hop.clone().unwrap_or_else(|| "unknown".into());
+        *self.by_hop.entry(hop.clone()).or_default() += 1;
+        *self
+            .by_topic
+            .entry(m.topic.clone().unwrap_or_else(|| "unknown".into()))
+            .or_default() += 1;
+        *self
+            .by_group
+            .entry(v.group.clone().unwrap_or_else(|| "(none)".into()))
+            .or_default() += 1;
+        *self
+            .by_broker
+            .entry(m.broker.clone().unwrap_or_else(|| "unknown".into()))
+            .or_default() += 1;
+        if let Some(t) = m.sent_ns {
+            self.lost_times.push((t, hop));
+        }
+        self.lost_messages.push(LostMessage {
+            message_id: m.message_id.clone(),
+            keys: m.keys.clone(),
+            topic: m.topic.clone(),
+            group: v.group.clone(),
+            verdict: v.verdict,
+            hop: v.hop.clone(),
+            cause: v.cause,
+            explanation: v.explanation.clone(),
+            fix: v.fix.clone(),
+        });
+    }
+
+    /// The report; lost messages in the order of their message ids.
+    pub fn finish(mut self, window: Window) -> Report {
+        self.lost_messages
+            .sort_by(|a, b| (&a.message_id, &a.group).cmp(&(&b.message_id, &b.group)));
+        Report {
+            window,
+            totals: Totals {
+                messages: self.messages,
+                by_verdict: self.by_verdict,
+            },
+            by_hop: self.by_hop,
+            by_topic: self.by_topic,
+            by_group: self.by_group,
+            by_broker: self.by_broker,
+            timeline: timeline(&self.lost_times),
+            funnel: FUNNEL
+                .iter()
+                .zip(self.funnel)
+                .map(|(stage, n)| ((*stage).to_owned(), n))
+                .collect(),
+            lost_messages: self.lost_messages,
+        }
     }
 }
 

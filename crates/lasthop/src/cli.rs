@@ -336,6 +336,11 @@ pub struct ReportArgs {
     /// Exit with status 3 when any message was lost.
     #[arg(long)]
     pub fail_on_loss: bool,
+    /// Spans judged at once when reading the store: a larger window is
+    /// judged a share of its messages at a time (two passes), which bounds
+    /// memory to about this many spans.
+    #[arg(long, default_value_t = 2_000_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub share_spans: u64,
     /// Seconds of silence before a message not yet consumed can count as lost.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub grace: u64,

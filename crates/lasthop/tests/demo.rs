@@ -65,4 +65,37 @@ fn the_demo_finds_every_loss_at_its_hop_and_leaves_data_to_explore() {
             .unwrap()
             .contains("lost_at_flush")
     );
+
+    // Judged a share of its messages at a time (bounded memory), the history
+    // gives the same report as judged at once.
+    let report = |share_spans: &str| {
+        let out = lasthop()
+            .args([
+                "report",
+                "--grace",
+                "0",
+                "--format",
+                "json",
+                "--share-spans",
+                share_spans,
+                "--data",
+            ])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["window"] = serde_json::Value::Null;
+        v
+    };
+    let whole = report("100000000");
+    assert!(
+        whole["lost_messages"].as_array().unwrap().len() >= 8,
+        "{whole:#}"
+    );
+    assert_eq!(report("40"), whole);
 }

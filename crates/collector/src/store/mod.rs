@@ -9,6 +9,7 @@
 mod context;
 mod scan;
 pub mod schema;
+mod window;
 
 use std::collections::BTreeSet;
 use std::ops::Bound;
@@ -25,6 +26,7 @@ use tantivy::{
 
 pub use scan::{ScanColumns, ScanRow};
 pub use schema::SpanSchema;
+pub use window::Share;
 
 /// Most spans one lookup returns.
 pub const LOOKUP_LIMIT: usize = 100_000;
@@ -250,6 +252,11 @@ impl SpanStore {
 
     fn record(&self, searcher: &Searcher, address: DocAddress) -> Result<SpanRecord, StoreError> {
         let doc: TantivyDocument = searcher.doc(address)?;
+        self.decode(&doc)
+    }
+
+    /// The span record kept in a stored document.
+    fn decode(&self, doc: &TantivyDocument) -> Result<SpanRecord, StoreError> {
         let bytes = doc
             .get_first(self.schema.record)
             .and_then(|v| v.as_bytes())

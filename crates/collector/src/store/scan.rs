@@ -119,6 +119,21 @@ impl SpanStore {
         let lo = start_ns.unwrap_or(0);
         let hi = end_ns.unwrap_or(u64::MAX);
         for segment in searcher.segment_readers() {
+            scan_segment(segment, lo, hi, &mut out)?;
+        }
+        Ok(out)
+    }
+}
+
+/// Appends the columns of `segment`'s spans that started in `[lo, hi)` to `out`.
+pub(super) fn scan_segment(
+    segment: &SegmentReader,
+    lo: u64,
+    hi: u64,
+    out: &mut ScanColumns,
+) -> Result<(), StoreError> {
+    {
+        {
             let start = numbers(segment, "start_ns")?;
             let [
                 trace_id,
@@ -211,6 +226,6 @@ impl SpanStore {
                 out.range_end.push(first(&r_end, doc));
             }
         }
-        Ok(out)
     }
+    Ok(())
 }

@@ -1,18 +1,20 @@
 //! `lasthop report`: judge every message in a window (or in files) and
-//! summarize the losses.
+//! summarize the losses. From the store, a window is judged a share of its
+//! messages at a time (`--share-spans`), so memory stays bounded however
+//! long the history.
 
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use lasthop_analyzer::report::{self, Window};
-use lasthop_analyzer::{Evidence, Options};
-use lasthop_collector::SpanStore;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use lasthop_analyzer::report::{self, ReportBuilder, Window};
+use lasthop_analyzer::{Evidence, Globals, Options};
+use lasthop_collector::{Share, SpanStore};
 use lasthop_vocab::SpanRecord;
 
 use crate::cli::{ReportArgs, ReportFormat};
 
-/// Most spans read from the store for one report (the columnar, chunked
-/// engine for larger histories is still to come).
+/// Most spans read through a collector's API for one report.
 const MAX_SPANS: usize = 5_000_000;
 
 /// RFC 3339 or epoch milliseconds, to ns since the epoch.
@@ -60,71 +62,128 @@ fn fetch_window(
         .with_context(|| format!("{endpoint} sent spans lasthop cannot read"))
 }
 
+/// The spans of a window from a collector (`--server`) or from files (`--input`).
+fn read_spans(
+    args: &ReportArgs,
+    since: Option<u64>,
+    until: Option<u64>,
+) -> anyhow::Result<Vec<SpanRecord>> {
+    if let Some(url) = &args.server {
+        return fetch_window(url, since, until);
+    }
+    let mut spans = Vec::new();
+    let mut bad = 0;
+    for path in &args.inputs {
+        let read = lasthop_analyzer::readers::read_file(
+            path,
+            args.input_format.map(|f| f.reader()),
+            |r| spans.extend(r),
+        )
+        .with_context(|| format!("cannot read {}", path.display()))?;
+        for b in &read.bad {
+            eprintln!("{}:{}: {}", path.display(), b.line, b.reason);
+        }
+        bad += read.bad.len();
+        eprintln!(
+            "{}: {} spans ({})",
+            path.display(),
+            read.spans,
+            read.format.as_str()
+        );
+    }
+    if spans.is_empty() && bad > 0 {
+        bail!("no input could be read");
+    }
+    spans.retain(|s| since.is_none_or(|t| s.start_ns >= t) && until.is_none_or(|t| s.start_ns < t));
+    Ok(spans)
+}
+
+/// A bar on stderr when it is a terminal (nothing otherwise).
+fn progress_bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg} [{bar:40}] {human_pos}/{human_len} spans, {eta} left")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// Judges every message of the store's window `[lo, hi)`, about
+/// `share_spans` spans at a time: with more spans than that, the window's
+/// messages are split into shares by message id; a first pass gathers what
+/// each group did over the whole window ([`Globals`]), a second judges each
+/// share with it. Spans without a message id are read by every share.
+fn judge_store(
+    store: &SpanStore,
+    (lo, hi): (u64, u64),
+    share_spans: u64,
+    options: &Options,
+) -> anyhow::Result<ReportBuilder> {
+    let total = store.count_in_window(lo, hi)?;
+    let of = u32::try_from(total.div_ceil(share_spans).max(1)).context("window too large")?;
+    let load = |index: u32, bar: &ProgressBar| -> anyhow::Result<Vec<SpanRecord>> {
+        let mut spans = Vec::new();
+        // The bar counts each span once: those without a message id in the first share only.
+        let mut counted = 0u64;
+        store.for_each_in_window(lo, hi, Share { index, of }, |s| {
+            if s.message_id.is_some() || index == 0 {
+                counted += 1;
+                if counted % 10_000 == 0 {
+                    bar.inc(10_000);
+                }
+            }
+            spans.push(s);
+        })?;
+        bar.inc(counted % 10_000);
+        Ok(spans)
+    };
+    let mut globals = Globals::default();
+    if of > 1 {
+        let bar = progress_bar(total, "gathering");
+        for index in 0..of {
+            let spans = load(index, &bar)?;
+            globals.absorb(&Evidence::new(&spans));
+        }
+        bar.finish_and_clear();
+    }
+    let mut builder = ReportBuilder::new();
+    let bar = progress_bar(total, "judging");
+    for index in 0..of {
+        let spans = load(index, &bar)?;
+        let evidence = if of > 1 {
+            Evidence::with_globals(&spans, &globals)
+        } else {
+            Evidence::new(&spans)
+        };
+        builder.add(&lasthop_analyzer::analyze(&evidence, options));
+    }
+    bar.finish_and_clear();
+    Ok(builder)
+}
+
 pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let since = args.since.as_deref().map(parse_time).transpose()?;
     let until = args.until.as_deref().map(parse_time).transpose()?;
-    use std::io::IsTerminal;
-    let progress = std::io::stderr().is_terminal();
-    if progress {
-        eprintln!("reading spans ...");
-    }
-    let spans: Vec<SpanRecord> = if let Some(url) = &args.server {
-        fetch_window(url, since, until)?
-    } else if args.inputs.is_empty() {
-        let store = SpanStore::open(&args.data.path)?;
-        let spans =
-            store.by_time_range(since.unwrap_or(0), until.unwrap_or(u64::MAX), MAX_SPANS)?;
-        if spans.len() == MAX_SPANS {
-            eprintln!(
-                "warning: the window holds more than {MAX_SPANS} spans; only the first {MAX_SPANS} are judged (narrow --since/--until)"
-            );
-        }
-        spans
-    } else {
-        let mut spans = Vec::new();
-        let mut bad = 0;
-        for path in &args.inputs {
-            let read = lasthop_analyzer::readers::read_file(
-                path,
-                args.input_format.map(|f| f.reader()),
-                |r| spans.extend(r),
-            )
-            .with_context(|| format!("cannot read {}", path.display()))?;
-            for b in &read.bad {
-                eprintln!("{}:{}: {}", path.display(), b.line, b.reason);
-            }
-            bad += read.bad.len();
-            eprintln!(
-                "{}: {} spans ({})",
-                path.display(),
-                read.spans,
-                read.format.as_str()
-            );
-        }
-        if spans.is_empty() && bad > 0 {
-            bail!("no input could be read");
-        }
-        spans.retain(|s| {
-            since.is_none_or(|t| s.start_ns >= t) && until.is_none_or(|t| s.start_ns < t)
-        });
-        spans
-    };
-    if progress {
-        eprintln!("judging the messages of {} spans ...", spans.len());
-    }
     let options = Options {
         grace_ns: args.grace * 1_000_000_000,
         groups: args.groups.clone(),
         ..Options::default()
     };
-    let verdicts = lasthop_analyzer::analyze(&Evidence::new(&spans), &options);
-    let report = report::build(
-        &verdicts,
-        Window {
-            since: args.since.clone(),
-            until: args.until.clone(),
-        },
-    );
+    let window = Window {
+        since: args.since.clone(),
+        until: args.until.clone(),
+    };
+    let report = if args.server.is_none() && args.inputs.is_empty() {
+        let store = SpanStore::open(&args.data.path)?;
+        let window_ns = (since.unwrap_or(0), until.unwrap_or(u64::MAX));
+        judge_store(&store, window_ns, args.share_spans, &options)?.finish(window)
+    } else {
+        let spans = read_spans(&args, since, until)?;
+        let verdicts = lasthop_analyzer::analyze(&Evidence::new(&spans), &options);
+        report::build(&verdicts, window)
+    };
     let text = match args.format {
         ReportFormat::Text => report.to_text(),
         ReportFormat::Json => serde_json::to_string_pretty(&report)? + "\n",

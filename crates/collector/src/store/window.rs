@@ -1,0 +1,131 @@
+//! Reading a time window a share of its messages at a time, so that batch
+//! work over a history larger than memory holds one share at once.
+//!
+//! A [`Share`] is the messages whose id hashes to it, plus every span without
+//! a message id (flush, replicate, recover and failover ranges, offset
+//! commits, batch deliveries): those describe many messages at once, so every
+//! share reads them. The hash (FNV-1a) is fixed, so a message is in the same
+//! share in every pass and every process.
+
+use tantivy::collector::Count;
+use tantivy::{DocId, TantivyDocument};
+
+use lasthop_vocab::SpanRecord;
+
+use super::scan::ScanColumns;
+use super::{SpanStore, StoreError};
+
+/// One of `of` parts of a window's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    pub index: u32,
+    pub of: u32,
+}
+
+impl Share {
+    /// The whole window in one share.
+    pub const ALL: Share = Share { index: 0, of: 1 };
+
+    /// The share of a message id.
+    pub fn of_message(message_id: &str, of: u32) -> u32 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in message_id.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        (hash % u64::from(of.max(1))) as u32
+    }
+
+    /// Whether a span with this message id is read in this share.
+    pub fn holds(&self, message_id: Option<&str>) -> bool {
+        message_id.is_none_or(|id| self.of <= 1 || Share::of_message(id, self.of) == self.index)
+    }
+}
+
+impl SpanStore {
+    /// How many spans started in `[start_ns, end_ns)`.
+    pub fn count_in_window(&self, start_ns: u64, end_ns: u64) -> Result<u64, StoreError> {
+        let query = self.time_query(Some(start_ns), Some(end_ns));
+        Ok(self.searcher().search(query.as_ref(), &Count)? as u64)
+    }
+
+    /// Calls `f` with every span that started in `[start_ns, end_ns)` and is
+    /// read in `share`, segment by segment (not in time order). Only the
+    /// chosen spans' records are read from the document store.
+    pub fn for_each_in_window(
+        &self,
+        start_ns: u64,
+        end_ns: u64,
+        share: Share,
+        mut f: impl FnMut(SpanRecord),
+    ) -> Result<(), StoreError> {
+        let searcher = self.searcher();
+        for segment in searcher.segment_readers() {
+            let start = segment.fast_fields().column_opt::<u64>("start_ns")?;
+            let message_id = segment.fast_fields().str("message_id")?;
+            // The share of each message id in this segment's dictionary, computed once.
+            let mut share_of_ord = Vec::new();
+            if let Some(col) = &message_id {
+                let mut stream = col.dictionary().stream()?;
+                while stream.advance() {
+                    let id = String::from_utf8_lossy(stream.key());
+                    share_of_ord.push(Share::of_message(&id, share.of));
+                }
+            }
+            let store = segment.get_store_reader(64)?;
+            let alive = segment.alive_bitset();
+            let chosen = |doc: DocId| {
+                let t = start.as_ref().and_then(|c| c.first(doc)).unwrap_or(0);
+                if t < start_ns || t >= end_ns || alive.is_some_and(|a| !a.is_alive(doc)) {
+                    return false;
+                }
+                let ord = message_id.as_ref().and_then(|c| c.term_ords(doc).next());
+                ord.is_none_or(|o| share.of <= 1 || share_of_ord[o as usize] == share.index)
+            };
+            for doc in (0..segment.max_doc()).filter(|d| chosen(*d)) {
+                let document: TantivyDocument = store.get(doc)?;
+                f(self.decode(&document)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The fast-field columns of the window, one segment at a time.
+    pub fn scan_each(
+        &self,
+        start_ns: u64,
+        end_ns: u64,
+        mut f: impl FnMut(ScanColumns),
+    ) -> Result<(), StoreError> {
+        let searcher = self.searcher();
+        for segment in searcher.segment_readers() {
+            let mut columns = ScanColumns::default();
+            super::scan::scan_segment(segment, start_ns, end_ns, &mut columns)?;
+            f(columns);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Share;
+
+    #[test]
+    fn every_message_is_in_exactly_one_share_and_common_spans_in_all() {
+        let of = 7;
+        let mut sizes = [0u32; 7];
+        for i in 0..7000 {
+            let id = format!("7F000001{i:016X}");
+            let holders: Vec<u32> = (0..of)
+                .filter(|&index| Share { index, of }.holds(Some(&id)))
+                .collect();
+            assert_eq!(holders, vec![Share::of_message(&id, of)]);
+            sizes[holders[0] as usize] += 1;
+        }
+        // The hash spreads ids: no share is empty or holds twice its part.
+        assert!(sizes.iter().all(|&n| n > 500 && n < 2000), "{sizes:?}");
+        assert!((0..of).all(|index| Share { index, of }.holds(None)));
+        assert!(Share::ALL.holds(Some("any")));
+    }
+}

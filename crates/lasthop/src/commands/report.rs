@@ -130,7 +130,7 @@ fn judge_store(
         store.for_each_in_window(lo, hi, Share { index, of }, |s| {
             if s.message_id.is_some() || index == 0 {
                 counted += 1;
-                if counted % 10_000 == 0 {
+                if counted.is_multiple_of(10_000) {
                     bar.inc(10_000);
                 }
             }

@@ -549,7 +549,8 @@ fn consumer_side(
         (Some(r), Some(commit_on_receipt)) => {
             let text = format!(
                 "{stored}; delivered to {g} at {} and committed on receipt (offset {} at {}) before it was processed; \
-                 it was never processed: the consumer stopped mid-batch",
+                 no process span of it reached lasthop and the group went on after that commit: the consumer stopped mid-batch \
+                 (its last unexported spans die with a killed consumer, so one it finished at that very moment looks the same)",
                 at(r.start_ns),
                 commit_on_receipt.queue_offset.unwrap_or(0),
                 at(commit_on_receipt.start_ns)

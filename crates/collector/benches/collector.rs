@@ -39,6 +39,8 @@ struct Args {
     spans: usize,
     lookup_only: bool,
     clients: usize,
+    /// Leave the collector's data here (for `lasthop report --data DIR`).
+    keep_data: Option<std::path::PathBuf>,
 }
 
 fn args() -> Args {
@@ -46,6 +48,7 @@ fn args() -> Args {
         spans: 1_000_000,
         lookup_only: false,
         clients: 4,
+        keep_data: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -53,6 +56,7 @@ fn args() -> Args {
             "--spans" => a.spans = it.next().and_then(|v| v.parse().ok()).expect("--spans N"),
             "--clients" => a.clients = it.next().and_then(|v| v.parse().ok()).expect("--clients N"),
             "--lookup-only" => a.lookup_only = true,
+            "--keep-data" => a.keep_data = it.next().map(Into::into),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -321,7 +325,8 @@ fn main() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = CollectorConfig::ephemeral(dir.path().to_owned());
+    let data = args.keep_data.clone().unwrap_or_else(|| dir.path().to_owned());
+    let config = CollectorConfig::ephemeral(data.clone());
     let running = runtime.block_on(server::start(config)).unwrap();
     let endpoint = format!("http://{}", running.grpc_addr);
     let next = Arc::new(AtomicUsize::new(0));
@@ -401,7 +406,7 @@ fn main() {
     drop(store);
     drop(pipeline);
     runtime.block_on(running.shutdown());
-    let index_bytes: u64 = walk_size(&dir.path().join("index"));
+    let index_bytes: u64 = walk_size(&data.join("index"));
 
     let rate = |d: Duration| args.spans as f64 / d.as_secs_f64();
     println!(

@@ -325,7 +325,10 @@ fn main() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let data = args.keep_data.clone().unwrap_or_else(|| dir.path().to_owned());
+    let data = args
+        .keep_data
+        .clone()
+        .unwrap_or_else(|| dir.path().to_owned());
     let config = CollectorConfig::ephemeral(data.clone());
     let running = runtime.block_on(server::start(config)).unwrap();
     let endpoint = format!("http://{}", running.grpc_addr);

@@ -187,6 +187,10 @@ pub struct ConsumeArgs {
     /// Milliseconds each message takes to process (slow consumers, crash demos).
     #[arg(long, default_value_t = 0, value_name = "MS")]
     pub process_delay: u64,
+    /// The service's own ledger: each processed message's keys are appended
+    /// to FILE (one per line, synced) before the message counts as processed.
+    #[arg(long, value_name = "FILE")]
+    pub ledger: Option<std::path::PathBuf>,
     /// OTLP/gRPC endpoint for spans (default: OTEL_EXPORTER_OTLP_ENDPOINT).
     #[arg(long, value_name = "URL")]
     pub otlp: Option<String>,

@@ -22,6 +22,11 @@ impl Ledger {
         })
     }
 
+    /// The ledger file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Records an order and syncs it.
     pub fn record(&self, order: &str) {
         let mut f = self.file.lock().expect("ledger lock");

@@ -1,6 +1,7 @@
 //! `lasthop consume`: process a topic for a group, print each message and,
 //! at the end, the group's lag per queue.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,9 +32,29 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
         let limit = args.count;
         let (counter, stopper) = (processed.clone(), stop_tx.clone());
         let delay = Duration::from_millis(args.process_delay);
+        let ledger = match &args.ledger {
+            Some(path) => Some(std::sync::Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("cannot open the ledger {}", path.display()))?,
+            )),
+            None => None,
+        };
         let handler: client::Handler = Arc::new(move |m| {
             if !delay.is_zero() {
                 std::thread::sleep(delay);
+            }
+            if let Some(ledger) = &ledger {
+                let mut file = ledger.lock().expect("ledger lock");
+                let lines: String = m.keys.iter().map(|k| format!("{k}\n")).collect();
+                let written = file
+                    .write_all(lines.as_bytes())
+                    .and_then(|()| file.sync_data());
+                if let Err(e) = written {
+                    return ProcessOutcome::Failed(format!("ledger: {e}"));
+                }
             }
             let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
             println!(

@@ -65,7 +65,8 @@ pub(super) async fn poison(env: &Env, paid: &Ledger, granted: &Ledger) -> std::i
 }
 
 /// The consuming service as a real process (`lasthop consume`), so that a
-/// crash is a `kill -9`; what it prints as processed goes to the ledger.
+/// crash is a `kill -9`. It writes its own ledger (`--ledger`) before a
+/// message counts as processed; what it prints is only counted.
 pub(super) struct ServiceProcess {
     child: Child,
     reader: Option<std::thread::JoinHandle<()>>,
@@ -84,26 +85,20 @@ impl ServiceProcess {
             .args(["consume", "--ack", ack, "--process-delay", &delay])
             .args(["--broker", addr, "--topic", &env.topic])
             .args(["--group", &env.group, "--otlp", &env.otlp])
+            .arg("--ledger")
+            .arg(granted.path())
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;
         let processed = Arc::new(AtomicUsize::new(0));
-        let (stdout, ledger, count) = (
-            child.stdout.take().expect("piped"),
-            granted.clone(),
-            processed.clone(),
-        );
+        let (stdout, count) = (child.stdout.take().expect("piped"), processed.clone());
         let reader = std::thread::spawn(move || {
             for line in std::io::BufReader::new(stdout)
                 .lines()
                 .map_while(Result::ok)
             {
-                if let Some(order) = line
-                    .strip_prefix("processed ")
-                    .and_then(|l| l.split_whitespace().next())
-                {
-                    ledger.record(order);
+                if line.starts_with("processed ") {
                     count.fetch_add(1, Ordering::SeqCst);
                 }
             }
@@ -118,6 +113,14 @@ impl ServiceProcess {
     /// How many orders it has processed (and recorded).
     pub(super) fn processed(&self) -> usize {
         self.processed.load(Ordering::SeqCst)
+    }
+
+    /// Sends a signal: `-STOP` freezes it, `-CONT` lets it go on.
+    pub(super) fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .arg(sig)
+            .arg(self.child.id().to_string())
+            .status();
     }
 
     /// `kill -9`, then reads what it had printed.
@@ -155,14 +158,19 @@ pub(super) async fn consumer_crash(
     let service = ServiceProcess::start(env, &broker.addr, "on-receive", granted)?;
     let before = (plan.fault_at - 1) as usize;
     until(|| service.processed() >= before).await;
-    // Its spans for the orders it processed have reached the collector.
-    until(|| {
-        granted
-            .orders()
-            .iter()
-            .all(|order| (env.processed.0)(order))
-    })
-    .await;
+    // The kill lands mid-batch, once the process spans of every order its
+    // ledger holds have reached the collector: frozen, it cannot finish
+    // another order between that check and the kill.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        service.signal("-STOP");
+        let exported = granted.orders().iter().all(|o| (env.processed.0)(o));
+        if exported || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        service.signal("-CONT");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     service.kill9();
     let service = Service::start(
         env,

@@ -148,9 +148,9 @@ impl<'a> Evidence<'a> {
 /// gathered share by share when a window is judged a share at a time.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Globals {
-    groups_by_topic: HashMap<String, BTreeSet<String>>,
-    newest_processed: HashMap<(String, String), u64>,
-    last_processing: HashMap<(String, String), u64>,
+    pub(crate) groups_by_topic: HashMap<String, BTreeSet<String>>,
+    pub(crate) newest_processed: HashMap<(String, String), u64>,
+    pub(crate) last_processing: HashMap<(String, String), u64>,
 }
 
 impl Globals {

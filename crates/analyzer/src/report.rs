@@ -8,6 +8,9 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use polars::prelude::PolarsResult;
+
+use crate::columnar::VerdictCounts;
 use crate::model::{MessageVerdicts, Verdict};
 
 /// Every verdict name, so that `by_verdict` always lists them all.
@@ -81,10 +84,10 @@ fn rfc3339(ns: u64) -> String {
 }
 
 /// Builds the report of `messages`.
-pub fn build(messages: &[MessageVerdicts], window: Window) -> Report {
+pub fn build(messages: &[MessageVerdicts], window: Window) -> PolarsResult<Report> {
     let mut builder = ReportBuilder::new();
-    builder.add(messages);
-    builder.finish(window)
+    builder.add(messages)?;
+    Ok(builder.finish(window))
 }
 
 const FUNNEL: [&str; 6] = ["send", "store", "flush", "replicate", "receive", "process"];
@@ -94,11 +97,7 @@ const FUNNEL: [&str; 6] = ["send", "store", "flush", "replicate", "receive", "pr
 #[derive(Debug)]
 pub struct ReportBuilder {
     messages: u64,
-    by_verdict: BTreeMap<String, u64>,
-    by_hop: BTreeMap<String, u64>,
-    by_topic: BTreeMap<String, u64>,
-    by_group: BTreeMap<String, u64>,
-    by_broker: BTreeMap<String, u64>,
+    counts: VerdictCounts,
     funnel: [u64; FUNNEL.len()],
     lost_messages: Vec<LostMessage>,
     lost_times: Vec<(u64, String)>,
@@ -114,51 +113,34 @@ impl ReportBuilder {
     pub fn new() -> ReportBuilder {
         ReportBuilder {
             messages: 0,
-            by_verdict: ALL.iter().map(|v| (v.as_str().to_owned(), 0)).collect(),
-            by_hop: BTreeMap::new(),
-            by_topic: BTreeMap::new(),
-            by_group: BTreeMap::new(),
-            by_broker: BTreeMap::new(),
+            counts: VerdictCounts {
+                by_verdict: ALL.iter().map(|v| (v.as_str().to_owned(), 0)).collect(),
+                ..VerdictCounts::default()
+            },
             funnel: [0; FUNNEL.len()],
             lost_messages: Vec::new(),
             lost_times: Vec::new(),
         }
     }
 
-    /// Adds judged messages (each message once over all batches).
-    pub fn add(&mut self, messages: &[MessageVerdicts]) {
+    /// Adds judged messages (each message once over all batches): the
+    /// counts by verdict, hop, topic, group and broker are polars group-bys.
+    pub fn add(&mut self, messages: &[MessageVerdicts]) -> PolarsResult<()> {
         self.messages += messages.len() as u64;
+        self.counts.add(messages)?;
         for m in messages {
             for (count, stage) in self.funnel.iter_mut().zip(FUNNEL) {
                 *count += u64::from(m.reached.contains(&stage));
             }
-            for v in &m.verdicts {
-                *self
-                    .by_verdict
-                    .entry(v.verdict.as_str().to_owned())
-                    .or_default() += 1;
-                if v.verdict.is_lost() {
-                    self.add_lost(m, v);
-                }
+            for v in m.verdicts.iter().filter(|v| v.verdict.is_lost()) {
+                self.add_lost(m, v);
             }
         }
+        Ok(())
     }
 
     fn add_lost(&mut self, m: &MessageVerdicts, v: &crate::model::GroupVerdict) {
         let hop = v.hop.clone().unwrap_or_else(|| "unknown".into());
-        *self.by_hop.entry(hop.clone()).or_default() += 1;
-        *self
-            .by_topic
-            .entry(m.topic.clone().unwrap_or_else(|| "unknown".into()))
-            .or_default() += 1;
-        *self
-            .by_group
-            .entry(v.group.clone().unwrap_or_else(|| "(none)".into()))
-            .or_default() += 1;
-        *self
-            .by_broker
-            .entry(m.broker.clone().unwrap_or_else(|| "unknown".into()))
-            .or_default() += 1;
         if let Some(t) = m.sent_ns {
             self.lost_times.push((t, hop));
         }
@@ -183,12 +165,12 @@ impl ReportBuilder {
             window,
             totals: Totals {
                 messages: self.messages,
-                by_verdict: self.by_verdict,
+                by_verdict: self.counts.by_verdict,
             },
-            by_hop: self.by_hop,
-            by_topic: self.by_topic,
-            by_group: self.by_group,
-            by_broker: self.by_broker,
+            by_hop: self.counts.by_hop,
+            by_topic: self.counts.by_topic,
+            by_group: self.counts.by_group,
+            by_broker: self.counts.by_broker,
             timeline: timeline(&self.lost_times),
             funnel: FUNNEL
                 .iter()
@@ -392,7 +374,7 @@ mod tests {
                 t0 + 130_000_000_000,
             ),
         ];
-        let r = build(&ms, Window::default());
+        let r = build(&ms, Window::default()).unwrap();
         assert_eq!((r.totals.messages, r.lost()), (4, 3));
         assert_eq!(r.totals.by_verdict["delivered"], 1);
         assert_eq!(r.totals.by_verdict["lost_at_flush"], 2);

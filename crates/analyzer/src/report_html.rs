@@ -258,7 +258,7 @@ mod tests {
                 evidence: vec![],
             }],
         };
-        let html = build(&[m], Window::default()).to_html();
+        let html = build(&[m], Window::default()).unwrap().to_html();
         assert!(html.starts_with("<!DOCTYPE html>"));
         assert!(!html.contains("<script>alert"), "span text is escaped");
         assert!(html.contains("ORDER_&quot;&lt;script&gt;alert(1)&lt;/script&gt;"));

@@ -1,4 +1,5 @@
 use super::*;
+use crate::evidence::Globals;
 use lasthop_vocab::{AttrValue, Attribute, StatusCode};
 use proptest::prelude::*;
 
@@ -537,4 +538,86 @@ fn a_restart_before_the_message_was_stored_cannot_have_lost_it() {
         (v.verdict, v.cause),
         (Verdict::LostAtConsumer, Some(Cause::FailedButAcked))
     );
+}
+
+/// The fast-field columns the store would give for these spans.
+fn fact_columns<'a>(spans: impl Iterator<Item = &'a SpanRecord>) -> lasthop_collector::FactColumns {
+    let mut c = lasthop_collector::FactColumns::default();
+    let arc = |s: &Option<String>| s.as_deref().map(std::sync::Arc::from);
+    for s in spans {
+        c.message_id.push(arc(&s.message_id));
+        c.hop.push(s.hop.map(|h| std::sync::Arc::from(h.as_str())));
+        c.group.push(arc(&s.group));
+        c.topic.push(arc(&s.topic));
+        c.start_ns.push(s.start_ns);
+        c.ok.push(!s.is_error());
+    }
+    c
+}
+
+/// A history with several groups, topics and processing times.
+fn busy_history() -> Vec<SpanRecord> {
+    let mut spans = history();
+    for (i, id) in ["P1", "P2", "P3", "P4", "P5", "P6"].iter().enumerate() {
+        let t = i as u64;
+        spans.push(ok_send(id, t, 1000 * (t + 1)));
+        spans.push(store(id, t + 1, 1000 * (t + 1), t + 1));
+        let group = if i % 2 == 0 {
+            "red-packet"
+        } else {
+            "inventory"
+        };
+        let mut process = span(id, Hop::Process, t + 20 - 2 * t).group(group);
+        if i == 4 {
+            process = process.error("StockServiceTimeout");
+        }
+        spans.push(process.s());
+    }
+    for s in spans.iter_mut().filter(|s| s.topic.is_none()) {
+        s.topic = Some("order_paid".into());
+    }
+    spans
+}
+
+#[test]
+fn window_facts_from_columns_match_those_from_records() {
+    let spans = busy_history();
+    let mut from_records = Globals::default();
+    from_records.absorb(&Evidence::new(&spans));
+    let mut from_columns = Globals::default();
+    from_columns
+        .absorb_columns(&fact_columns(spans.iter()))
+        .unwrap();
+    assert_eq!(from_columns, from_records);
+    assert_ne!(from_columns, Globals::default());
+}
+
+#[test]
+fn judging_by_shares_gives_the_verdicts_of_the_whole() {
+    use lasthop_collector::Share;
+    let spans = busy_history();
+    let whole = analyze(&Evidence::new(&spans), &opts());
+    for of in [2, 3, 5] {
+        let share = |index| -> Vec<SpanRecord> {
+            let share = Share { index, of };
+            spans
+                .iter()
+                .filter(|s| share.holds(s.message_id.as_deref()))
+                .cloned()
+                .collect()
+        };
+        let mut globals = Globals::default();
+        for index in 0..of {
+            let part = share(index);
+            globals.absorb_columns(&fact_columns(part.iter())).unwrap();
+        }
+        let mut judged: Vec<MessageVerdicts> = (0..of)
+            .flat_map(|index| {
+                let part = share(index);
+                analyze(&Evidence::with_globals(&part, &globals), &opts())
+            })
+            .collect();
+        judged.sort_by(|a, b| a.message_id.cmp(&b.message_id));
+        assert_eq!(judged, whole, "{of} shares");
+    }
 }

@@ -19,4 +19,4 @@ pub mod wal;
 pub use pipeline::{AcceptError, OpenError, Pipeline, PipelineOptions};
 pub use server::{CollectorConfig, RunningCollector, StartError};
 pub use stats::StatsSnapshot;
-pub use store::{Share, SpanQuery, SpanStore, StoreError};
+pub use store::{FactColumns, Share, SpanQuery, SpanStore, StoreError};

@@ -26,7 +26,7 @@ use tantivy::{
 
 pub use scan::{ScanColumns, ScanRow};
 pub use schema::SpanSchema;
-pub use window::Share;
+pub use window::{FactColumns, Share};
 
 /// Most spans one lookup returns.
 pub const LOOKUP_LIMIT: usize = 100_000;

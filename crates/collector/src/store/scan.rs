@@ -64,13 +64,13 @@ impl ScanColumns {
 }
 
 /// A string column with its dictionary decoded.
-struct Strings {
+pub(super) struct Strings {
     column: Option<StrColumn>,
     dictionary: Vec<Arc<str>>,
 }
 
 impl Strings {
-    fn open(segment: &SegmentReader, name: &str) -> Result<Strings, StoreError> {
+    pub(super) fn open(segment: &SegmentReader, name: &str) -> Result<Strings, StoreError> {
         let column = segment.fast_fields().str(name)?;
         let mut dictionary = Vec::new();
         if let Some(col) = &column {
@@ -82,7 +82,17 @@ impl Strings {
         Ok(Strings { column, dictionary })
     }
 
-    fn first(&self, doc: u32) -> Option<Arc<str>> {
+    /// The dictionary position of the document's first value.
+    pub(super) fn ord(&self, doc: u32) -> Option<u64> {
+        self.column.as_ref()?.term_ords(doc).next()
+    }
+
+    /// The decoded dictionary.
+    pub(super) fn dictionary(&self) -> &[Arc<str>] {
+        &self.dictionary
+    }
+
+    pub(super) fn first(&self, doc: u32) -> Option<Arc<str>> {
         let ord = self.column.as_ref()?.term_ords(doc).next()?;
         self.dictionary.get(ord as usize).cloned()
     }
@@ -98,11 +108,14 @@ impl Strings {
     }
 }
 
-fn numbers(segment: &SegmentReader, name: &str) -> Result<Option<Column<u64>>, StoreError> {
+pub(super) fn numbers(
+    segment: &SegmentReader,
+    name: &str,
+) -> Result<Option<Column<u64>>, StoreError> {
     Ok(segment.fast_fields().column_opt::<u64>(name)?)
 }
 
-fn first(column: &Option<Column<u64>>, doc: u32) -> Option<u64> {
+pub(super) fn first(column: &Option<Column<u64>>, doc: u32) -> Option<u64> {
     column.as_ref().and_then(|c| c.first(doc))
 }
 

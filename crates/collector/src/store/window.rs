@@ -12,7 +12,9 @@ use tantivy::{DocId, TantivyDocument};
 
 use lasthop_vocab::SpanRecord;
 
-use super::scan::ScanColumns;
+use std::sync::Arc;
+
+use super::scan::{ScanColumns, Strings, first, numbers};
 use super::{SpanStore, StoreError};
 
 /// One of `of` parts of a window's messages.
@@ -42,7 +44,63 @@ impl Share {
     }
 }
 
+/// The columns that say what the consumer groups did, for the spans of one
+/// share: enough to gather window-wide facts without reading records.
+#[derive(Debug, Default, Clone)]
+pub struct FactColumns {
+    pub message_id: Vec<Option<Arc<str>>>,
+    pub hop: Vec<Option<Arc<str>>>,
+    pub group: Vec<Option<Arc<str>>>,
+    pub topic: Vec<Option<Arc<str>>>,
+    pub start_ns: Vec<u64>,
+    /// Neither an error status nor an error type.
+    pub ok: Vec<bool>,
+}
+
 impl SpanStore {
+    /// The [`FactColumns`] of the spans of `share` that started in
+    /// `[start_ns, end_ns)`, from fast fields only.
+    pub fn scan_facts(
+        &self,
+        start_ns: u64,
+        end_ns: u64,
+        share: Share,
+    ) -> Result<FactColumns, StoreError> {
+        let mut out = FactColumns::default();
+        for segment in self.searcher().segment_readers() {
+            let start = numbers(segment, "start_ns")?;
+            let status = numbers(segment, "status")?;
+            let message_id = Strings::open(segment, "message_id")?;
+            let [hop, group, topic, error_type] =
+                ["hop", "group", "topic", "error_type"].map(|n| Strings::open(segment, n));
+            let (hop, group, topic, error_type) = (hop?, group?, topic?, error_type?);
+            let share_of_ord: Vec<u32> = message_id
+                .dictionary()
+                .iter()
+                .map(|id| Share::of_message(id, share.of))
+                .collect();
+            let alive = segment.alive_bitset();
+            for doc in 0..segment.max_doc() {
+                let t = first(&start, doc).unwrap_or(0);
+                if t < start_ns || t >= end_ns || alive.is_some_and(|a| !a.is_alive(doc)) {
+                    continue;
+                }
+                let ord = message_id.ord(doc);
+                if ord.is_some_and(|o| share.of > 1 && share_of_ord[o as usize] != share.index) {
+                    continue;
+                }
+                out.message_id.push(message_id.first(doc));
+                out.hop.push(hop.first(doc));
+                out.group.push(group.first(doc));
+                out.topic.push(topic.first(doc));
+                out.start_ns.push(t);
+                out.ok
+                    .push(first(&status, doc) != Some(2) && error_type.ord(doc).is_none());
+            }
+        }
+        Ok(out)
+    }
+
     /// How many spans started in `[start_ns, end_ns)`.
     pub fn count_in_window(&self, start_ns: u64, end_ns: u64) -> Result<u64, StoreError> {
         let query = self.time_query(Some(start_ns), Some(end_ns));

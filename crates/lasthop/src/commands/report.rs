@@ -113,8 +113,9 @@ fn progress_bar(len: u64, what: &str) -> ProgressBar {
 /// Judges every message of the store's window `[lo, hi)`, about
 /// `share_spans` spans at a time: with more spans than that, the window's
 /// messages are split into shares by message id; a first pass gathers what
-/// each group did over the whole window ([`Globals`]), a second judges each
-/// share with it. Spans without a message id are read by every share.
+/// each group did over the whole window ([`Globals`], from fast-field columns
+/// with polars), a second reads each share's records and judges it with
+/// that. Spans without a message id are read by every share.
 fn judge_store(
     store: &SpanStore,
     (lo, hi): (u64, u64),
@@ -141,12 +142,11 @@ fn judge_store(
     };
     let mut globals = Globals::default();
     if of > 1 {
-        let bar = progress_bar(total, "gathering");
+        // From fast fields only: no record is read in this pass.
         for index in 0..of {
-            let spans = load(index, &bar)?;
-            globals.absorb(&Evidence::new(&spans));
+            let columns = store.scan_facts(lo, hi, Share { index, of })?;
+            globals.absorb_columns(&columns)?;
         }
-        bar.finish_and_clear();
     }
     let mut builder = ReportBuilder::new();
     let bar = progress_bar(total, "judging");
@@ -157,7 +157,7 @@ fn judge_store(
         } else {
             Evidence::new(&spans)
         };
-        builder.add(&lasthop_analyzer::analyze(&evidence, options));
+        builder.add(&lasthop_analyzer::analyze(&evidence, options))?;
     }
     bar.finish_and_clear();
     Ok(builder)
@@ -182,7 +182,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     } else {
         let spans = read_spans(&args, since, until)?;
         let verdicts = lasthop_analyzer::analyze(&Evidence::new(&spans), &options);
-        report::build(&verdicts, window)
+        report::build(&verdicts, window)?
     };
     let text = match args.format {
         ReportFormat::Text => report.to_text(),

@@ -4,12 +4,11 @@
 use std::time::Duration;
 
 use lasthop_broker::client::AckMode;
-use lasthop_broker::protocol::Request;
 
 use super::Env;
 use super::support::{
-    Failing, Service, drained, pay, producer, request, slave_caught_up, start_broker,
-    start_broker_in, until,
+    Failing, Service, destroy_master_and_promote, drain_from, drained, pay, producer,
+    slave_caught_up, start_broker, start_broker_in, until,
 };
 use crate::ledger::Ledger;
 
@@ -90,26 +89,9 @@ pub(super) async fn disk_loss(env: &Env, paid: &Ledger, granted: &Ledger) -> std
     for i in plan.fault_at..=plan.messages {
         pay(env, &orders, paid, i).await;
     }
-    master.kill9();
-    std::fs::remove_dir_all(env.dir.join("master"))?; // the disk is gone
-    slave.signal("-CONT");
-    request(
-        &slave.addr,
-        Request::Promote {
-            cause: "disk_lost".into(),
-        },
-    )
-    .await?;
+    destroy_master_and_promote(env, master, &slave).await?;
     // The service moves to the promoted broker and takes whatever it holds.
-    let service = Service::start(
-        env,
-        &slave.addr,
-        granted,
-        AckMode::AfterProcess,
-        Failing::Never,
-    );
-    drained(env, &slave.addr).await?;
-    service.stop().await;
+    drain_from(env, &slave.addr, granted, || true).await?;
     slave.stop();
     Ok(())
 }

@@ -7,12 +7,13 @@
 
 use lasthop_broker::client::AckMode;
 use lasthop_broker::fault_proxy::{Fault, RequestKind};
-use lasthop_broker::protocol::Request;
 
 use super::Env;
 use super::consumer_faults::ServiceProcess;
 use super::network_faults::{OrderTransactions, proxy};
-use super::support::{Failing, Service, drained, request, start_broker_in, until};
+use super::support::{
+    Failing, Service, destroy_master_and_promote, drain_from, start_broker_in, until,
+};
 use crate::ledger::Ledger;
 
 /// Every paid order has been processed.
@@ -83,25 +84,8 @@ pub(super) async fn reliable(env: &Env, paid: &Ledger, granted: &Ledger) -> std:
 
     // The master's disk is destroyed; the slave is promoted.
     orders.pay(env, paid, extra + 1).await;
-    master.kill9();
-    std::fs::remove_dir_all(env.dir.join("master"))?;
-    request(
-        &slave.addr,
-        Request::Promote {
-            cause: "disk_lost".into(),
-        },
-    )
-    .await?;
-    let service = Service::start(
-        env,
-        &slave.addr,
-        granted,
-        AckMode::AfterProcess,
-        Failing::Never,
-    );
-    drained(env, &slave.addr).await?;
-    until(|| all_granted(paid, granted)).await;
-    service.stop().await;
+    destroy_master_and_promote(env, master, &slave).await?;
+    drain_from(env, &slave.addr, granted, || all_granted(paid, granted)).await?;
     drop(orders);
     slave.stop();
     Ok(())

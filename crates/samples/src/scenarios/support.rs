@@ -240,3 +240,38 @@ pub(super) fn producer(addr: &str, retries: u32, timeout: Duration) -> Producer 
         ..client::ProducerConfig::new(addr.to_owned())
     })
 }
+
+/// The master's disk is lost: `kill -9`, its store destroyed; the slave (let
+/// go if it was frozen) is promoted.
+pub(super) async fn destroy_master_and_promote(
+    env: &Env,
+    master: BrokerProcess,
+    slave: &BrokerProcess,
+) -> std::io::Result<()> {
+    master.kill9();
+    std::fs::remove_dir_all(env.dir.join("master"))?;
+    slave.signal("-CONT");
+    request(
+        &slave.addr,
+        Request::Promote {
+            cause: "disk_lost".into(),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// The service consumes from `addr` until the group has taken everything the
+/// broker holds and `done` holds.
+pub(super) async fn drain_from(
+    env: &Env,
+    addr: &str,
+    ledger: &Ledger,
+    done: impl FnMut() -> bool,
+) -> std::io::Result<()> {
+    let service = Service::start(env, addr, ledger, AckMode::AfterProcess, Failing::Never);
+    drained(env, addr).await?;
+    until(done).await;
+    service.stop().await;
+    Ok(())
+}

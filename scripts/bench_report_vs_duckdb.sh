@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# `lasthop report` over N generated spans against DuckDB running the
+# per-message query on the same spans exported to Parquet, in one run.
+#
+#   scripts/bench_report_vs_duckdb.sh [SPANS] [WORK_DIR]
+#
+# SPANS defaults to 10000000 (4 spans per message: send, store, receive,
+# process). The spans are generated once by the collector benchmark (sent
+# over OTLP/gRPC into a real collector, which keeps its data); DuckDB builds
+# the same rows with the same formulas and writes them to Parquet. Each side
+# is timed with /usr/bin/time (wall clock and peak resident memory). DuckDB
+# comes from PyPI, into a virtual environment under WORK_DIR.
+set -euo pipefail
+
+SPANS=${1:-10000000}
+WORK=${2:-target/bench-report}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$WORK"
+WORK=$(cd "$WORK" && pwd)
+DATA="$WORK/data-$SPANS"
+PARQUET="$WORK/spans-$SPANS.parquet"
+
+cd "$ROOT"
+cargo build --release -p lasthop
+if [ ! -d "$DATA/index" ]; then
+  echo "generating $SPANS spans into $DATA (collector benchmark) ..."
+  cargo bench -p lasthop-collector --bench collector -- --spans "$SPANS" --keep-data "$DATA" > "$WORK/generate.log"
+fi
+
+if [ ! -x "$WORK/venv/bin/python" ]; then
+  python3 -m venv "$WORK/venv"
+  "$WORK/venv/bin/pip" install --quiet duckdb
+fi
+PY="$WORK/venv/bin/python"
+
+if [ ! -f "$PARQUET" ]; then
+  echo "writing the same spans to $PARQUET ..."
+  "$PY" - "$SPANS" "$PARQUET" <<'EOF'
+import sys, duckdb
+spans, out = int(sys.argv[1]), sys.argv[2]
+# The collector benchmark's generator (crates/collector/benches/collector.rs):
+# span k belongs to message k / 4 and is its hop k % 4.
+duckdb.sql(f"""
+COPY (
+  SELECT
+    'MSG' || lpad(CAST(k // 4 AS VARCHAR), 12, '0') AS message_id,
+    ['send', 'store', 'receive', 'process'][k % 4 + 1] AS hop,
+    CASE WHEN k % 4 >= 2 THEN 'red-packet' END AS consumer_group,
+    'order_paid' AS topic,
+    'broker-a' AS broker,
+    3 AS epoch,
+    (k // 4) * 320 AS commitlog_offset,
+    (k // 4) // 4 AS queue_offset,
+    (k // 4) % 4 AS queue_id,
+    1763700000000000000 + (k // 4) * 1000000 + (k % 4) * 1000 AS start_ns,
+    0 AS status
+  FROM range({spans}) t(k)
+) TO '{out}' (FORMAT parquet)
+""")
+EOF
+fi
+
+echo
+echo "== lasthop report ($SPANS spans)"
+/usr/bin/time -f "lasthop: %e s wall, %M KiB peak RSS" \
+  target/release/lasthop report --data "$DATA" --grace 0 --format json --out "$WORK/report.json"
+
+echo
+echo "== DuckDB, the per-message query over Parquet ($SPANS spans)"
+/usr/bin/time -f "duckdb: %e s wall, %M KiB peak RSS" "$PY" - "$PARQUET" <<'EOF'
+import sys, duckdb
+# Per message and group: which hops it reached, then a verdict, then totals:
+# the shape of lasthop's per-message evaluation.
+rows = duckdb.sql(f"""
+WITH per_message AS (
+  SELECT message_id,
+         bool_or(hop = 'send') AS sent,
+         bool_or(hop = 'store') AS stored,
+         bool_or(hop = 'receive') AS received,
+         bool_or(hop = 'process' AND status <> 2) AS processed,
+         max(consumer_group) AS consumer_group
+  FROM read_parquet('{sys.argv[1]}')
+  GROUP BY message_id
+)
+SELECT CASE WHEN processed THEN 'delivered'
+            WHEN stored AND received THEN 'lost_at_consumer'
+            WHEN stored THEN 'in_flight'
+            WHEN sent THEN 'lost_in_transit'
+            ELSE 'incomplete_trace' END AS verdict,
+       count(*) AS messages
+FROM per_message GROUP BY verdict ORDER BY verdict
+""").fetchall()
+print(rows)
+EOF
+echo
+"$PY" -c "import json; r = json.load(open('$WORK/report.json')); print('lasthop:', r['totals'])"

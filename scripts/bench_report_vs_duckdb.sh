@@ -24,7 +24,8 @@ cd "$ROOT"
 cargo build --release -p lasthop
 if [ ! -d "$DATA/index" ]; then
   echo "generating $SPANS spans into $DATA (collector benchmark) ..."
-  cargo bench -p lasthop-collector --bench collector -- --spans "$SPANS" --keep-data "$DATA" > "$WORK/generate.log"
+  # --lookup-only: requests are built as they are sent, not all held first.
+  cargo bench -p lasthop-collector --bench collector -- --spans "$SPANS" --lookup-only --keep-data "$DATA" > "$WORK/generate.log"
 fi
 
 if [ ! -x "$WORK/venv/bin/python" ]; then

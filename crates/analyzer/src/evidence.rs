@@ -27,8 +27,13 @@ pub struct Evidence<'a> {
 
 impl<'a> Evidence<'a> {
     pub fn new(spans: &'a [SpanRecord]) -> Evidence<'a> {
+        Evidence::of(spans)
+    }
+
+    /// The same from spans held in several parts (e.g. one per segment).
+    pub fn of(spans: impl IntoIterator<Item = &'a SpanRecord> + Clone) -> Evidence<'a> {
         let mut e = Evidence::default();
-        for s in spans {
+        for s in spans.clone() {
             let hop = s.hop;
             if let (Some(group), Some(topic)) = (s.group.as_deref(), s.topic.as_deref())
                 && matches!(hop, Some(Hop::Receive | Hop::Process | Hop::Settle))
@@ -66,7 +71,7 @@ impl<'a> Evidence<'a> {
             spans.sort_by_key(|s| (s.start_ns, s.span_id.as_str()));
         }
         for p in spans
-            .iter()
+            .into_iter()
             .filter(|s| s.hop == Some(Hop::Process) && !s.is_error())
         {
             if let (Some(g), Some(t)) = (p.group.as_deref(), p.topic.as_deref()) {
@@ -101,8 +106,11 @@ impl<'a> Evidence<'a> {
     /// without a message id), judged with what the whole window says about
     /// the groups: which consume each topic, when each last processed, and
     /// the newest message each processed.
-    pub fn with_globals(spans: &'a [SpanRecord], globals: &'a Globals) -> Evidence<'a> {
-        let mut e = Evidence::new(spans);
+    pub fn with_globals(
+        spans: impl IntoIterator<Item = &'a SpanRecord> + Clone,
+        globals: &'a Globals,
+    ) -> Evidence<'a> {
+        let mut e = Evidence::of(spans);
         e.groups_by_topic = globals
             .groups_by_topic
             .iter()

@@ -15,8 +15,10 @@ use crate::model::{Cause, GroupVerdict, MessageVerdicts, Options, Verdict};
 
 /// Judges every message in `evidence`.
 pub fn analyze(evidence: &Evidence<'_>, options: &Options) -> Vec<MessageVerdicts> {
-    evidence
-        .message_ids()
+    use rayon::prelude::*;
+    let ids: Vec<&str> = evidence.message_ids().collect();
+    // In parallel (rayon), in message id order.
+    ids.par_iter()
         .map(|id| judge(evidence, id, options))
         .collect()
 }

@@ -107,45 +107,63 @@ impl SpanStore {
         Ok(self.searcher().search(query.as_ref(), &Count)? as u64)
     }
 
-    /// Calls `f` with every span that started in `[start_ns, end_ns)` and is
-    /// read in `share`, segment by segment (not in time order). Only the
-    /// chosen spans' records are read from the document store.
-    pub fn for_each_in_window(
+    /// Every span that started in `[start_ns, end_ns)` and is read in
+    /// `share`, one part per segment, in no particular order. Segments are
+    /// read in parallel (rayon); only the chosen spans' records are read from
+    /// the document store. `progress` hears each part as it is read.
+    pub fn records_in_window(
         &self,
         start_ns: u64,
         end_ns: u64,
         share: Share,
-        mut f: impl FnMut(SpanRecord),
-    ) -> Result<(), StoreError> {
+        progress: &(dyn Fn(&[SpanRecord]) + Sync),
+    ) -> Result<Vec<Vec<SpanRecord>>, StoreError> {
+        use rayon::prelude::*;
         let searcher = self.searcher();
-        for segment in searcher.segment_readers() {
-            let start = segment.fast_fields().column_opt::<u64>("start_ns")?;
-            let message_id = segment.fast_fields().str("message_id")?;
-            // The share of each message id in this segment's dictionary, computed once.
-            let mut share_of_ord = Vec::new();
-            if let Some(col) = &message_id {
-                let mut stream = col.dictionary().stream()?;
-                while stream.advance() {
-                    let id = String::from_utf8_lossy(stream.key());
-                    share_of_ord.push(Share::of_message(&id, share.of));
-                }
+        let parts: Vec<Vec<SpanRecord>> = searcher
+            .segment_readers()
+            .par_iter()
+            .map(|segment| {
+                let part = self.segment_records(segment, start_ns, end_ns, share)?;
+                progress(&part);
+                Ok(part)
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(parts)
+    }
+
+    fn segment_records(
+        &self,
+        segment: &tantivy::SegmentReader,
+        start_ns: u64,
+        end_ns: u64,
+        share: Share,
+    ) -> Result<Vec<SpanRecord>, StoreError> {
+        let start = segment.fast_fields().column_opt::<u64>("start_ns")?;
+        let message_id = Strings::open(segment, "message_id")?;
+        // The share of each message id in this segment's dictionary, computed once.
+        let share_of_ord: Vec<u32> = message_id
+            .dictionary()
+            .iter()
+            .map(|id| Share::of_message(id, share.of))
+            .collect();
+        let store = segment.get_store_reader(64)?;
+        let alive = segment.alive_bitset();
+        let chosen = |doc: DocId| {
+            let t = start.as_ref().and_then(|c| c.first(doc)).unwrap_or(0);
+            if t < start_ns || t >= end_ns || alive.is_some_and(|a| !a.is_alive(doc)) {
+                return false;
             }
-            let store = segment.get_store_reader(64)?;
-            let alive = segment.alive_bitset();
-            let chosen = |doc: DocId| {
-                let t = start.as_ref().and_then(|c| c.first(doc)).unwrap_or(0);
-                if t < start_ns || t >= end_ns || alive.is_some_and(|a| !a.is_alive(doc)) {
-                    return false;
-                }
-                let ord = message_id.as_ref().and_then(|c| c.term_ords(doc).next());
-                ord.is_none_or(|o| share.of <= 1 || share_of_ord[o as usize] == share.index)
-            };
-            for doc in (0..segment.max_doc()).filter(|d| chosen(*d)) {
-                let document: TantivyDocument = store.get(doc)?;
-                f(self.decode(&document)?);
-            }
+            message_id
+                .ord(doc)
+                .is_none_or(|o| share.of <= 1 || share_of_ord[o as usize] == share.index)
+        };
+        let mut out = Vec::new();
+        for doc in (0..segment.max_doc()).filter(|d| chosen(*d)) {
+            let document: TantivyDocument = store.get(doc)?;
+            out.push(self.decode(&document)?);
         }
-        Ok(())
+        Ok(out)
     }
 
     /// The fast-field columns of the window, one segment at a time.

@@ -124,21 +124,16 @@ fn judge_store(
 ) -> anyhow::Result<ReportBuilder> {
     let total = store.count_in_window(lo, hi)?;
     let of = u32::try_from(total.div_ceil(share_spans).max(1)).context("window too large")?;
-    let load = |index: u32, bar: &ProgressBar| -> anyhow::Result<Vec<SpanRecord>> {
-        let mut spans = Vec::new();
+    let load = |index: u32, bar: &ProgressBar| -> anyhow::Result<Vec<Vec<SpanRecord>>> {
         // The bar counts each span once: those without a message id in the first share only.
-        let mut counted = 0u64;
-        store.for_each_in_window(lo, hi, Share { index, of }, |s| {
-            if s.message_id.is_some() || index == 0 {
-                counted += 1;
-                if counted.is_multiple_of(10_000) {
-                    bar.inc(10_000);
-                }
-            }
-            spans.push(s);
-        })?;
-        bar.inc(counted % 10_000);
-        Ok(spans)
+        let counted = |part: &[SpanRecord]| {
+            let n = part
+                .iter()
+                .filter(|s| s.message_id.is_some() || index == 0)
+                .count();
+            bar.inc(n as u64);
+        };
+        Ok(store.records_in_window(lo, hi, Share { index, of }, &counted)?)
     };
     let mut globals = Globals::default();
     if of > 1 {
@@ -151,11 +146,12 @@ fn judge_store(
     let mut builder = ReportBuilder::new();
     let bar = progress_bar(total, "judging");
     for index in 0..of {
-        let spans = load(index, &bar)?;
+        let parts = load(index, &bar)?;
+        let spans = parts.iter().flatten();
         let evidence = if of > 1 {
-            Evidence::with_globals(&spans, &globals)
+            Evidence::with_globals(spans, &globals)
         } else {
-            Evidence::new(&spans)
+            Evidence::of(spans)
         };
         builder.add(&lasthop_analyzer::analyze(&evidence, options))?;
     }

@@ -7,8 +7,8 @@ use lasthop_broker::client::AckMode;
 
 use super::Env;
 use super::support::{
-    Failing, Service, destroy_master_and_promote, drain_from, drained, pay, producer,
-    slave_caught_up, start_broker, start_broker_in, until,
+    Failing, Service, destroy_master_and_promote, drain_from, pay, producer, slave_caught_up,
+    start_broker, start_broker_in, until, wind_down,
 };
 use crate::ledger::Ledger;
 
@@ -56,10 +56,7 @@ pub(super) async fn power_loss(env: &Env, paid: &Ledger, granted: &Ledger) -> st
     );
     let orders = producer(&broker.addr, 2, TIMEOUT);
     pay(env, &orders, paid, plan.messages + 1).await;
-    drained(env, &broker.addr).await?;
-    service.stop().await;
-    broker.stop();
-    Ok(())
+    wind_down(env, broker, service, || true).await
 }
 
 /// An ASYNC_MASTER with a slave: orders before `fault_at` are granted and

@@ -12,7 +12,7 @@ use lasthop_broker::client::AckMode;
 
 use super::Env;
 use super::support::{
-    Failing, Service, dead_lettered, drained, pay, producer, start_broker, until,
+    Failing, Service, dead_lettered, pay, producer, start_broker, until, wind_down,
 };
 use crate::ledger::Ledger;
 
@@ -33,11 +33,10 @@ pub(super) async fn swallowed_exception(
     for i in 1..=plan.messages {
         pay(env, &orders, paid, i).await;
     }
-    drained(env, &broker.addr).await?;
-    until(|| granted.orders().len() + 1 >= plan.messages as usize).await;
-    service.stop().await;
-    broker.stop();
-    Ok(())
+    wind_down(env, broker, service, || {
+        granted.orders().len() + 1 >= plan.messages as usize
+    })
+    .await
 }
 
 /// The service can never process order `fault_at`: it is sent back, retried
@@ -57,11 +56,10 @@ pub(super) async fn poison(env: &Env, paid: &Ledger, granted: &Ledger) -> std::i
             "the poison message never reached the dead-letter queue",
         ));
     }
-    drained(env, &broker.addr).await?;
-    until(|| granted.orders().len() + 1 >= plan.messages as usize).await;
-    service.stop().await;
-    broker.stop();
-    Ok(())
+    wind_down(env, broker, service, || {
+        granted.orders().len() + 1 >= plan.messages as usize
+    })
+    .await
 }
 
 /// The consuming service as a real process (`lasthop consume`), so that a
@@ -182,12 +180,8 @@ pub(super) async fn consumer_crash(
     for i in plan.messages + 1..=plan.messages + 2 {
         pay(env, &orders, paid, i).await;
     }
-    drained(env, &broker.addr).await?;
-    until(|| {
+    wind_down(env, broker, service, || {
         (plan.messages + 1..=plan.messages + 2).all(|i| granted.orders().contains(&env.order(i)))
     })
-    .await;
-    service.stop().await;
-    broker.stop();
-    Ok(())
+    .await
 }

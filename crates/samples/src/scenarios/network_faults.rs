@@ -9,7 +9,7 @@ use lasthop_broker::fault_proxy::{Fault, FaultProxy, RequestKind};
 use lasthop_broker::protocol::TxState;
 
 use super::Env;
-use super::support::{Failing, Service, drained, order_paid, pay, producer, start_broker, until};
+use super::support::{Failing, Service, order_paid, pay, producer, start_broker, until, wind_down};
 use crate::ledger::Ledger;
 
 /// A proxy in front of the broker at `addr`.
@@ -45,11 +45,10 @@ pub(super) async fn network_flap(
         }
         pay(env, &orders, paid, i).await;
     }
-    drained(env, &broker.addr).await?;
-    until(|| granted.orders().len() + 1 >= plan.messages as usize).await;
-    service.stop().await;
-    broker.stop();
-    Ok(())
+    wind_down(env, broker, service, || {
+        granted.orders().len() + 1 >= plan.messages as usize
+    })
+    .await
 }
 
 /// The order service's transactional producer and its record of local

@@ -275,3 +275,18 @@ pub(super) async fn drain_from(
     service.stop().await;
     Ok(())
 }
+
+/// Ends a scenario: once the group has taken everything `broker` holds and
+/// `done` holds (or patience runs out), stops the service and the broker.
+pub(super) async fn wind_down(
+    env: &Env,
+    broker: BrokerProcess,
+    service: Service,
+    done: impl FnMut() -> bool,
+) -> std::io::Result<()> {
+    drained(env, &broker.addr).await?;
+    until(done).await;
+    service.stop().await;
+    broker.stop();
+    Ok(())
+}

@@ -163,3 +163,145 @@ impl VerdictCounts {
         add_counts(&mut self.by_broker, &lost, "broker")
     }
 }
+
+/// The messages of one share that are plainly delivered, judged from
+/// columns without reading their records: every expected group has an ok
+/// `process` span of it and none dead-lettered it, it has exactly one
+/// placed `store` span, a `receive` span, and one topic. The rules would call
+/// each of them `delivered` for every group; everything else is judged from
+/// records.
+#[derive(Debug, Default, Clone)]
+pub struct PlainDelivered {
+    pub ids: PlHashSet<Arc<str>>,
+    /// Their spans (none of which needs reading).
+    pub spans: u64,
+    /// (message, group) verdicts, all `delivered`.
+    pub verdicts: u64,
+    /// Messages that reached send, store, flush, replicate, receive, process.
+    pub funnel: [u64; 6],
+}
+
+#[derive(Default)]
+struct MessageColumns {
+    spans: u64,
+    send: bool,
+    receive: bool,
+    topics: std::collections::BTreeSet<Arc<str>>,
+    ok_groups: std::collections::BTreeSet<Arc<str>>,
+    /// Groups with any process span of it, failed ones too.
+    process_groups: std::collections::BTreeSet<Arc<str>>,
+    dlq_groups: std::collections::BTreeSet<Arc<str>>,
+    stores: Vec<(Arc<str>, u64, u64, u64)>,
+    unplaced_store: bool,
+}
+
+impl PlainDelivered {
+    /// Finds the plainly delivered messages among `c` (one share's columns),
+    /// with what the whole window says (`globals`) and the groups expected
+    /// besides (`extra_groups`).
+    pub fn find(c: &FactColumns, globals: &Globals, extra_groups: &[String]) -> PlainDelivered {
+        let mut messages: PlHashMap<&str, MessageColumns> = PlHashMap::new();
+        // How far flush and replicate ranges covered each broker's log, per epoch.
+        let mut covered: PlHashMap<(&str, &str, u64), u64> = PlHashMap::new();
+        let rows = [
+            c.message_id.len(),
+            c.hop.len(),
+            c.group.len(),
+            c.topic.len(),
+            c.ok.len(),
+            c.broker.len(),
+            c.epoch.len(),
+            c.commitlog_offset.len(),
+            c.commitlog_size.len(),
+            c.range_end.len(),
+        ]
+        .into_iter()
+        .fold(c.start_ns.len(), usize::min);
+        for i in 0..rows {
+            let hop = c.hop[i].as_deref();
+            if let (Some(h @ ("flush" | "replicate")), Some(b), Some(ep), Some(end)) =
+                (hop, c.broker[i].as_deref(), c.epoch[i], c.range_end[i])
+            {
+                let slot = covered.entry((h, b, ep)).or_default();
+                *slot = (*slot).max(end);
+            }
+            let Some(id) = &c.message_id[i] else { continue };
+            if matches!(hop, Some("flush" | "replicate" | "recover" | "failover")) {
+                continue;
+            }
+            let m = messages.entry(id.as_ref()).or_default();
+            m.spans += 1;
+            if let Some(t) = c.topic[i].as_ref().filter(|t| !t.starts_with('%')) {
+                m.topics.insert(t.clone());
+            }
+            match hop {
+                Some("send" | "tx.prepare") => m.send = true,
+                Some("receive") => m.receive = true,
+                Some("process") => {
+                    m.process_groups.extend(c.group[i].clone());
+                    if c.ok[i] {
+                        m.ok_groups.extend(c.group[i].clone());
+                    }
+                }
+                Some("dlq") => m.dlq_groups.extend(c.group[i].clone()),
+                Some("store") => match (&c.broker[i], c.epoch[i], c.commitlog_offset[i]) {
+                    (Some(b), Some(ep), Some(off)) => {
+                        let end = off + c.commitlog_size[i].unwrap_or(1);
+                        m.stores.push((b.clone(), ep, off, end));
+                    }
+                    _ => m.unplaced_store = true,
+                },
+                _ => {}
+            }
+        }
+        let mut plain = PlainDelivered::default();
+        for (id, m) in messages {
+            if m.topics.len() > 1 || m.stores.len() != 1 || m.unplaced_store || !m.receive {
+                continue;
+            }
+            let mut groups: std::collections::BTreeSet<&str> = m
+                .topics
+                .first()
+                .and_then(|t| globals.groups_by_topic.get(t.as_ref()))
+                .into_iter()
+                .flatten()
+                .map(String::as_str)
+                .collect();
+            groups.extend(extra_groups.iter().map(String::as_str));
+            groups.extend(
+                m.process_groups
+                    .iter()
+                    .chain(&m.dlq_groups)
+                    .map(|g| g.as_ref()),
+            );
+            let delivered = |g: &&str| {
+                m.ok_groups.iter().any(|o| o.as_ref() == *g)
+                    && !m.dlq_groups.iter().any(|d| d.as_ref() == *g)
+            };
+            if groups.is_empty() || !groups.iter().all(delivered) {
+                continue;
+            }
+            let (broker, epoch, _, end) = &m.stores[0];
+            let reached = |h: &str| {
+                covered
+                    .get(&(h, broker.as_ref(), *epoch))
+                    .is_some_and(|c| c >= end)
+            };
+            let stages = [
+                m.send,
+                true,
+                reached("flush"),
+                reached("replicate"),
+                true,
+                true,
+            ];
+            for (n, yes) in plain.funnel.iter_mut().zip(stages) {
+                *n += u64::from(yes);
+            }
+            plain.verdicts += groups.len() as u64;
+            plain.spans += m.spans;
+            plain.ids.insert(Arc::from(id));
+        }
+        plain
+    }
+}

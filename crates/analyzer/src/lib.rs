@@ -7,7 +7,7 @@
 //! an offset commit past it). Otherwise the verdict is `in_flight` or
 //! `incomplete_trace`, which names what is missing.
 
-mod columnar;
+pub mod columnar;
 mod evidence;
 mod explain;
 mod model;

@@ -139,6 +139,19 @@ impl ReportBuilder {
         Ok(())
     }
 
+    /// Adds messages judged plainly delivered from columns.
+    pub fn add_plain(&mut self, plain: &crate::columnar::PlainDelivered) {
+        self.messages += plain.ids.len() as u64;
+        *self
+            .counts
+            .by_verdict
+            .entry(Verdict::Delivered.as_str().to_owned())
+            .or_default() += plain.verdicts;
+        for (count, n) in self.funnel.iter_mut().zip(plain.funnel) {
+            *count += n;
+        }
+    }
+
     fn add_lost(&mut self, m: &MessageVerdicts, v: &crate::model::GroupVerdict) {
         let hop = v.hop.clone().unwrap_or_else(|| "unknown".into());
         if let Some(t) = m.sent_ns {

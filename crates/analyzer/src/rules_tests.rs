@@ -551,6 +551,11 @@ fn fact_columns<'a>(spans: impl Iterator<Item = &'a SpanRecord>) -> lasthop_coll
         c.topic.push(arc(&s.topic));
         c.start_ns.push(s.start_ns);
         c.ok.push(!s.is_error());
+        c.broker.push(arc(&s.broker));
+        c.epoch.push(s.epoch);
+        c.commitlog_offset.push(s.commitlog_offset);
+        c.commitlog_size.push(s.commitlog_size);
+        c.range_end.push(s.range_end);
     }
     c
 }
@@ -620,4 +625,69 @@ fn judging_by_shares_gives_the_verdicts_of_the_whole() {
         judged.sort_by(|a, b| a.message_id.cmp(&b.message_id));
         assert_eq!(judged, whole, "{of} shares");
     }
+}
+
+#[test]
+fn plainly_delivered_from_columns_gives_the_report_of_the_rules() {
+    use crate::columnar::PlainDelivered;
+    use crate::report::{ReportBuilder, Window, build};
+    let mut spans = busy_history();
+    // Received and processed by some of the busy history's messages.
+    for (id, group) in [
+        ("P1", "red-packet"),
+        ("P2", "inventory"),
+        ("P5", "red-packet"),
+    ] {
+        spans.push(span(id, Hop::Receive, 15).group(group).s());
+    }
+    // Delivered to both groups, one flushed, one not (still in memory).
+    for (id, offset) in [("V", 1_000), ("U", 500_000)] {
+        spans.push(ok_send(id, 30, offset));
+        spans.push(store(id, 31, offset, 9));
+        for group in ["red-packet", "inventory"] {
+            spans.push(span(id, Hop::Receive, 32).group(group).s());
+            spans.push(span(id, Hop::Process, 33).group(group).s());
+        }
+    }
+    // Failed for one group before it was processed by both: still delivered.
+    spans.push(ok_send("W", 40, 600_000));
+    spans.push(store("W", 41, 600_000, 10));
+    spans.push(span("W", Hop::Receive, 42).group("inventory").s());
+    spans.push(
+        span("W", Hop::Process, 43)
+            .group("inventory")
+            .error("StockServiceTimeout")
+            .s(),
+    );
+    for group in ["red-packet", "inventory"] {
+        spans.push(span("W", Hop::Process, 44).group(group).s());
+    }
+    for s in spans.iter_mut().filter(|s| s.topic.is_none()) {
+        s.topic = Some("order_paid".into());
+    }
+    let whole = build(&analyze(&Evidence::new(&spans), &opts()), Window::default()).unwrap();
+
+    let columns = fact_columns(spans.iter());
+    let mut globals = Globals::default();
+    globals.absorb_columns(&columns).unwrap();
+    let plain = PlainDelivered::find(&columns, &globals, &opts().groups);
+    let ids: std::collections::BTreeSet<&str> = plain.ids.iter().map(|i| i.as_ref()).collect();
+    // D was processed by one of the topic's two groups only: judged by the rules.
+    assert_eq!(ids, ["U", "V", "W"].into_iter().collect());
+    assert_eq!(plain.funnel, [3, 3, 1, 0, 3, 3]);
+    let rest: Vec<SpanRecord> = spans
+        .iter()
+        .filter(|s| {
+            s.message_id
+                .as_deref()
+                .is_none_or(|id| !plain.ids.contains(id))
+        })
+        .cloned()
+        .collect();
+    let mut builder = ReportBuilder::new();
+    builder.add_plain(&plain);
+    builder
+        .add(&analyze(&Evidence::with_globals(&rest, &globals), &opts()))
+        .unwrap();
+    assert_eq!(builder.finish(Window::default()), whole);
 }

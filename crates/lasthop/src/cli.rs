@@ -345,6 +345,10 @@ pub struct ReportArgs {
     /// memory to about this many spans.
     #[arg(long, default_value_t = 2_000_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub share_spans: u64,
+    /// Judge every message from its records, also those whose columns
+    /// already show them plainly delivered (slower; for checking).
+    #[arg(long)]
+    pub read_all: bool,
     /// Seconds of silence before a message not yet consumed can count as lost.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub grace: u64,

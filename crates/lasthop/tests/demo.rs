@@ -66,21 +66,14 @@ fn the_demo_finds_every_loss_at_its_hop_and_leaves_data_to_explore() {
             .contains("lost_at_flush")
     );
 
-    // Judged a share of its messages at a time (bounded memory), the history
-    // gives the same report as judged at once.
-    let report = |share_spans: &str| {
+    // Judged a share of its messages at a time (bounded memory), and with the
+    // plainly delivered counted from columns, the history gives the same
+    // report as every message judged at once from its records.
+    let report = |args: &[&str]| {
         let out = lasthop()
-            .args([
-                "report",
-                "--grace",
-                "0",
-                "--format",
-                "json",
-                "--share-spans",
-                share_spans,
-                "--data",
-            ])
+            .args(["report", "--grace", "0", "--format", "json", "--data"])
             .arg(&data)
+            .args(args)
             .output()
             .unwrap();
         assert!(
@@ -92,10 +85,16 @@ fn the_demo_finds_every_loss_at_its_hop_and_leaves_data_to_explore() {
         v["window"] = serde_json::Value::Null;
         v
     };
-    let whole = report("100000000");
+    let whole = report(&["--read-all", "--share-spans", "100000000"]);
     assert!(
         whole["lost_messages"].as_array().unwrap().len() >= 8,
         "{whole:#}"
     );
-    assert_eq!(report("40"), whole);
+    assert!(
+        whole["totals"]["by_verdict"]["delivered"].as_u64().unwrap() >= 20,
+        "{whole:#}"
+    );
+    assert_eq!(report(&[]), whole);
+    assert_eq!(report(&["--share-spans", "40"]), whole);
+    assert_eq!(report(&["--share-spans", "40", "--read-all"]), whole);
 }

@@ -55,6 +55,11 @@ pub struct FactColumns {
     pub start_ns: Vec<u64>,
     /// Neither an error status nor an error type.
     pub ok: Vec<bool>,
+    pub broker: Vec<Option<Arc<str>>>,
+    pub epoch: Vec<Option<u64>>,
+    pub commitlog_offset: Vec<Option<u64>>,
+    pub commitlog_size: Vec<Option<u64>>,
+    pub range_end: Vec<Option<u64>>,
 }
 
 impl SpanStore {
@@ -71,9 +76,15 @@ impl SpanStore {
             let start = numbers(segment, "start_ns")?;
             let status = numbers(segment, "status")?;
             let message_id = Strings::open(segment, "message_id")?;
-            let [hop, group, topic, error_type] =
-                ["hop", "group", "topic", "error_type"].map(|n| Strings::open(segment, n));
-            let (hop, group, topic, error_type) = (hop?, group?, topic?, error_type?);
+            let [hop, group, topic, error_type, broker] =
+                ["hop", "group", "topic", "error_type", "broker"]
+                    .map(|n| Strings::open(segment, n));
+            let (hop, group, topic, error_type, broker) =
+                (hop?, group?, topic?, error_type?, broker?);
+            let [epoch, cl_offset, cl_size, r_end] =
+                ["epoch", "commitlog_offset", "commitlog_size", "range_end"]
+                    .map(|n| numbers(segment, n));
+            let (epoch, cl_offset, cl_size, r_end) = (epoch?, cl_offset?, cl_size?, r_end?);
             let share_of_ord: Vec<u32> = message_id
                 .dictionary()
                 .iter()
@@ -96,6 +107,11 @@ impl SpanStore {
                 out.start_ns.push(t);
                 out.ok
                     .push(first(&status, doc) != Some(2) && error_type.ord(doc).is_none());
+                out.broker.push(broker.first(doc));
+                out.epoch.push(first(&epoch, doc));
+                out.commitlog_offset.push(first(&cl_offset, doc));
+                out.commitlog_size.push(first(&cl_size, doc));
+                out.range_end.push(first(&r_end, doc));
             }
         }
         Ok(out)
@@ -108,7 +124,7 @@ impl SpanStore {
     }
 
     /// Every span that started in `[start_ns, end_ns)` and is read in
-    /// `share`, one part per segment, in no particular order. Segments are
+    /// `share`, but those of the messages `skip` names, one part per segment, in no particular order. Segments are
     /// read in parallel (rayon); only the chosen spans' records are read from
     /// the document store. `progress` hears each part as it is read.
     pub fn records_in_window(
@@ -116,6 +132,7 @@ impl SpanStore {
         start_ns: u64,
         end_ns: u64,
         share: Share,
+        skip: &(dyn Fn(&str) -> bool + Sync),
         progress: &(dyn Fn(&[SpanRecord]) + Sync),
     ) -> Result<Vec<Vec<SpanRecord>>, StoreError> {
         use rayon::prelude::*;
@@ -124,7 +141,7 @@ impl SpanStore {
             .segment_readers()
             .par_iter()
             .map(|segment| {
-                let part = self.segment_records(segment, start_ns, end_ns, share)?;
+                let part = self.segment_records(segment, start_ns, end_ns, share, skip)?;
                 progress(&part);
                 Ok(part)
             })
@@ -138,14 +155,15 @@ impl SpanStore {
         start_ns: u64,
         end_ns: u64,
         share: Share,
+        skip: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<Vec<SpanRecord>, StoreError> {
         let start = segment.fast_fields().column_opt::<u64>("start_ns")?;
         let message_id = Strings::open(segment, "message_id")?;
-        // The share of each message id in this segment's dictionary, computed once.
-        let share_of_ord: Vec<u32> = message_id
+        // Whether each message id of this segment's dictionary is read, computed once.
+        let read_ord: Vec<bool> = message_id
             .dictionary()
             .iter()
-            .map(|id| Share::of_message(id, share.of))
+            .map(|id| Share::of_message(id, share.of) == share.index && !skip(id))
             .collect();
         let store = segment.get_store_reader(64)?;
         let alive = segment.alive_bitset();
@@ -154,9 +172,7 @@ impl SpanStore {
             if t < start_ns || t >= end_ns || alive.is_some_and(|a| !a.is_alive(doc)) {
                 return false;
             }
-            message_id
-                .ord(doc)
-                .is_none_or(|o| share.of <= 1 || share_of_ord[o as usize] == share.index)
+            message_id.ord(doc).is_none_or(|o| read_ord[o as usize])
         };
         let mut out = Vec::new();
         for doc in (0..segment.max_doc()).filter(|d| chosen(*d)) {

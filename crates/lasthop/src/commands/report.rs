@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use lasthop_analyzer::columnar::PlainDelivered;
 use lasthop_analyzer::report::{self, ReportBuilder, Window};
 use lasthop_analyzer::{Evidence, Globals, Options};
 use lasthop_collector::{Share, SpanStore};
@@ -112,19 +113,47 @@ fn progress_bar(len: u64, what: &str) -> ProgressBar {
 
 /// Judges every message of the store's window `[lo, hi)`, about
 /// `share_spans` spans at a time: with more spans than that, the window's
-/// messages are split into shares by message id; a first pass gathers what
+/// messages are split into shares by message id. A first pass gathers what
 /// each group did over the whole window ([`Globals`], from fast-field columns
-/// with polars), a second reads each share's records and judges it with
-/// that. Spans without a message id are read by every share.
+/// with polars). Then, per share, the messages whose columns show them
+/// plainly delivered are counted from the columns ([`PlainDelivered`]) and
+/// the others' records are read and judged by the rules, with the window's
+/// facts. Spans without a message id are read by every share. `read_all`
+/// judges every message from its records.
 fn judge_store(
     store: &SpanStore,
     (lo, hi): (u64, u64),
     share_spans: u64,
     options: &Options,
+    read_all: bool,
 ) -> anyhow::Result<ReportBuilder> {
     let total = store.count_in_window(lo, hi)?;
     let of = u32::try_from(total.div_ceil(share_spans).max(1)).context("window too large")?;
-    let load = |index: u32, bar: &ProgressBar| -> anyhow::Result<Vec<Vec<SpanRecord>>> {
+    let share = |index| Share { index, of };
+    // From fast fields only: no record is read in this pass.
+    let mut globals = Globals::default();
+    let mut only_share = None;
+    for index in 0..of {
+        let columns = store.scan_facts(lo, hi, share(index))?;
+        globals.absorb_columns(&columns)?;
+        if of == 1 {
+            only_share = Some(columns);
+        }
+    }
+    let mut builder = ReportBuilder::new();
+    let bar = progress_bar(total, "judging");
+    for index in 0..of {
+        let plain = if read_all {
+            PlainDelivered::default()
+        } else {
+            let columns = match only_share.take() {
+                Some(columns) => columns,
+                None => store.scan_facts(lo, hi, share(index))?,
+            };
+            PlainDelivered::find(&columns, &globals, &options.groups)
+        };
+        builder.add_plain(&plain);
+        bar.inc(plain.spans);
         // The bar counts each span once: those without a message id in the first share only.
         let counted = |part: &[SpanRecord]| {
             let n = part
@@ -133,26 +162,9 @@ fn judge_store(
                 .count();
             bar.inc(n as u64);
         };
-        Ok(store.records_in_window(lo, hi, Share { index, of }, &counted)?)
-    };
-    let mut globals = Globals::default();
-    if of > 1 {
-        // From fast fields only: no record is read in this pass.
-        for index in 0..of {
-            let columns = store.scan_facts(lo, hi, Share { index, of })?;
-            globals.absorb_columns(&columns)?;
-        }
-    }
-    let mut builder = ReportBuilder::new();
-    let bar = progress_bar(total, "judging");
-    for index in 0..of {
-        let parts = load(index, &bar)?;
-        let spans = parts.iter().flatten();
-        let evidence = if of > 1 {
-            Evidence::with_globals(spans, &globals)
-        } else {
-            Evidence::of(spans)
-        };
+        let skip = |id: &str| plain.ids.contains(id);
+        let parts = store.records_in_window(lo, hi, share(index), &skip, &counted)?;
+        let evidence = Evidence::with_globals(parts.iter().flatten(), &globals);
         builder.add(&lasthop_analyzer::analyze(&evidence, options))?;
     }
     bar.finish_and_clear();
@@ -174,7 +186,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let report = if args.server.is_none() && args.inputs.is_empty() {
         let store = SpanStore::open(&args.data.path)?;
         let window_ns = (since.unwrap_or(0), until.unwrap_or(u64::MAX));
-        judge_store(&store, window_ns, args.share_spans, &options)?.finish(window)
+        judge_store(&store, window_ns, args.share_spans, &options, args.read_all)?.finish(window)
     } else {
         let spans = read_spans(&args, since, until)?;
         let verdicts = lasthop_analyzer::analyze(&Evidence::new(&spans), &options);

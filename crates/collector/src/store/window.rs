@@ -14,7 +14,7 @@ use lasthop_vocab::SpanRecord;
 
 use std::sync::Arc;
 
-use super::scan::{ScanColumns, Strings, first, numbers};
+use super::scan::{Strings, first, numbers};
 use super::{SpanStore, StoreError};
 
 /// One of `of` parts of a window's messages.
@@ -180,22 +180,6 @@ impl SpanStore {
             out.push(self.decode(&document)?);
         }
         Ok(out)
-    }
-
-    /// The fast-field columns of the window, one segment at a time.
-    pub fn scan_each(
-        &self,
-        start_ns: u64,
-        end_ns: u64,
-        mut f: impl FnMut(ScanColumns),
-    ) -> Result<(), StoreError> {
-        let searcher = self.searcher();
-        for segment in searcher.segment_readers() {
-            let mut columns = ScanColumns::default();
-            super::scan::scan_segment(segment, start_ns, end_ns, &mut columns)?;
-            f(columns);
-        }
-        Ok(())
     }
 }
 

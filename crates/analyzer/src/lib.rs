@@ -10,6 +10,7 @@
 pub mod columnar;
 mod evidence;
 mod explain;
+pub mod facts;
 mod model;
 pub mod readers;
 pub mod report;

@@ -140,8 +140,8 @@ impl ReportBuilder {
     }
 
     /// Adds messages judged plainly delivered from columns.
-    pub fn add_plain(&mut self, plain: &crate::columnar::PlainDelivered) {
-        self.messages += plain.ids.len() as u64;
+    pub fn add_plain(&mut self, plain: &crate::facts::PlainDelivered) {
+        self.messages += plain.messages;
         *self
             .counts
             .by_verdict

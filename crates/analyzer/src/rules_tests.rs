@@ -1,5 +1,6 @@
 use super::*;
 use crate::evidence::Globals;
+use crate::facts::WindowFacts;
 use lasthop_vocab::{AttrValue, Attribute, StatusCode};
 use proptest::prelude::*;
 
@@ -540,26 +541,6 @@ fn a_restart_before_the_message_was_stored_cannot_have_lost_it() {
     );
 }
 
-/// The fast-field columns the store would give for these spans.
-fn fact_columns<'a>(spans: impl Iterator<Item = &'a SpanRecord>) -> lasthop_collector::FactColumns {
-    let mut c = lasthop_collector::FactColumns::default();
-    let arc = |s: &Option<String>| s.as_deref().map(std::sync::Arc::from);
-    for s in spans {
-        c.message_id.push(arc(&s.message_id));
-        c.hop.push(s.hop.map(|h| std::sync::Arc::from(h.as_str())));
-        c.group.push(arc(&s.group));
-        c.topic.push(arc(&s.topic));
-        c.start_ns.push(s.start_ns);
-        c.ok.push(!s.is_error());
-        c.broker.push(arc(&s.broker));
-        c.epoch.push(s.epoch);
-        c.commitlog_offset.push(s.commitlog_offset);
-        c.commitlog_size.push(s.commitlog_size);
-        c.range_end.push(s.range_end);
-    }
-    c
-}
-
 /// A history with several groups, topics and processing times.
 fn busy_history() -> Vec<SpanRecord> {
     let mut spans = history();
@@ -590,9 +571,7 @@ fn window_facts_from_columns_match_those_from_records() {
     let mut from_records = Globals::default();
     from_records.absorb(&Evidence::new(&spans));
     let mut from_columns = Globals::default();
-    from_columns
-        .absorb_columns(&fact_columns(spans.iter()))
-        .unwrap();
+    from_columns.absorb_facts(&WindowFacts::of_records(&spans));
     assert_eq!(from_columns, from_records);
     assert_ne!(from_columns, Globals::default());
 }
@@ -614,7 +593,7 @@ fn judging_by_shares_gives_the_verdicts_of_the_whole() {
         let mut globals = Globals::default();
         for index in 0..of {
             let part = share(index);
-            globals.absorb_columns(&fact_columns(part.iter())).unwrap();
+            globals.absorb_facts(&WindowFacts::of_records(&part));
         }
         let mut judged: Vec<MessageVerdicts> = (0..of)
             .flat_map(|index| {
@@ -627,10 +606,9 @@ fn judging_by_shares_gives_the_verdicts_of_the_whole() {
     }
 }
 
-#[test]
-fn plainly_delivered_from_columns_gives_the_report_of_the_rules() {
-    use crate::columnar::PlainDelivered;
-    use crate::report::{ReportBuilder, Window, build};
+/// The busy history with messages delivered to both groups, flushed or not,
+/// and one failed once before it was processed.
+fn plain_history() -> Vec<SpanRecord> {
     let mut spans = busy_history();
     // Received and processed by some of the busy history's messages.
     for (id, group) in [
@@ -665,22 +643,37 @@ fn plainly_delivered_from_columns_gives_the_report_of_the_rules() {
     for s in spans.iter_mut().filter(|s| s.topic.is_none()) {
         s.topic = Some("order_paid".into());
     }
+    spans
+}
+
+#[test]
+fn plainly_delivered_from_columns_gives_the_report_of_the_rules() {
+    use crate::facts::PlainDelivered;
+    use crate::report::{ReportBuilder, Window, build};
+    use lasthop_collector::{MessageKey, message_key};
+    use polars::prelude::PlHashSet;
+    let spans = plain_history();
     let whole = build(&analyze(&Evidence::new(&spans), &opts()), Window::default()).unwrap();
 
-    let columns = fact_columns(spans.iter());
+    let facts = WindowFacts::of_records(&spans);
     let mut globals = Globals::default();
-    globals.absorb_columns(&columns).unwrap();
-    let plain = PlainDelivered::find(&columns, &globals, &opts().groups);
-    let ids: std::collections::BTreeSet<&str> = plain.ids.iter().map(|i| i.as_ref()).collect();
+    globals.absorb_facts(&facts);
+    let plain = PlainDelivered::find(&facts, &globals, &opts().groups);
+    let plainly: PlHashSet<MessageKey> = ["U", "V", "W"].into_iter().map(message_key).collect();
+    let others: PlHashSet<MessageKey> = spans
+        .iter()
+        .filter_map(|s| s.message_id.as_deref().map(message_key))
+        .filter(|k| !plainly.contains(k))
+        .collect();
     // D was processed by one of the topic's two groups only: judged by the rules.
-    assert_eq!(ids, ["U", "V", "W"].into_iter().collect());
+    assert_eq!((plain.messages, &plain.others), (3, &others));
     assert_eq!(plain.funnel, [3, 3, 1, 0, 3, 3]);
     let rest: Vec<SpanRecord> = spans
         .iter()
         .filter(|s| {
             s.message_id
                 .as_deref()
-                .is_none_or(|id| !plain.ids.contains(id))
+                .is_none_or(|id| plain.others.contains(&message_key(id)))
         })
         .cloned()
         .collect();
@@ -690,4 +683,56 @@ fn plainly_delivered_from_columns_gives_the_report_of_the_rules() {
         .add(&analyze(&Evidence::with_globals(&rest, &globals), &opts()))
         .unwrap();
     assert_eq!(builder.finish(Window::default()), whole);
+}
+
+/// The facts a store's fast fields give, several segments and shares, are
+/// those of the same records.
+#[test]
+fn facts_from_a_store_match_facts_from_records() {
+    use crate::facts::PlainDelivered;
+    use lasthop_collector::{Pipeline, PipelineOptions, Share};
+    let spans = plain_history();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = Pipeline::open(dir.path(), PipelineOptions::default()).unwrap();
+    // Two commits, sends and stores first: every message spans two segments.
+    let (first, second): (Vec<SpanRecord>, Vec<SpanRecord>) = spans
+        .iter()
+        .cloned()
+        .partition(|s| matches!(s.hop, Some(Hop::Send | Hop::Store)));
+    for half in [first, second] {
+        let lsn = pipeline.accept_blocking(half).unwrap();
+        assert!(pipeline.wait_indexed(lsn, std::time::Duration::from_secs(30)));
+    }
+    let store = pipeline.store();
+    store.reload().unwrap();
+    assert!(store.segment_count() >= 2);
+
+    let expected = WindowFacts::of_records(&spans);
+    let mut globals = Globals::default();
+    globals.absorb_facts(&expected);
+    let plain = PlainDelivered::find(&expected, &globals, &opts().groups);
+    assert_eq!(plain.messages, 3);
+    for of in [1, 3] {
+        let mut from_store = Globals::default();
+        let mut others = polars::prelude::PlHashSet::default();
+        let (mut messages, mut verdicts, mut spans_counted, mut funnel) = (0, 0, 0, [0; 6]);
+        for index in 0..of {
+            let facts = WindowFacts::read(store, (0, u64::MAX), Share { index, of }).unwrap();
+            from_store.absorb_facts(&facts);
+            let p = PlainDelivered::find(&facts, &globals, &opts().groups);
+            others.extend(p.others);
+            messages += p.messages;
+            verdicts += p.verdicts;
+            spans_counted += p.spans;
+            funnel.iter_mut().zip(p.funnel).for_each(|(a, b)| *a += b);
+        }
+        assert_eq!(from_store, globals, "{of} shares");
+        assert_eq!(others, plain.others, "{of} shares");
+        assert_eq!(
+            (messages, verdicts, spans_counted, funnel),
+            (plain.messages, plain.verdicts, plain.spans, plain.funnel),
+            "{of} shares"
+        );
+    }
+    pipeline.shutdown();
 }

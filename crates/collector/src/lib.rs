@@ -19,4 +19,6 @@ pub mod wal;
 pub use pipeline::{AcceptError, OpenError, Pipeline, PipelineOptions};
 pub use server::{CollectorConfig, RunningCollector, StartError};
 pub use stats::StatsSnapshot;
-pub use store::{FactColumns, Share, SpanQuery, SpanStore, StoreError};
+pub use store::{
+    FactBatch, MessageKey, NONE, Names, Share, SpanQuery, SpanStore, StoreError, message_key,
+};

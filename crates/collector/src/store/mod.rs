@@ -7,6 +7,7 @@
 //! index writer and the write-ahead log (see `pipeline.rs`).
 
 mod context;
+mod facts;
 mod scan;
 pub mod schema;
 mod window;
@@ -24,9 +25,10 @@ use tantivy::{
     DocAddress, Index, IndexReader, Order, ReloadPolicy, Searcher, TantivyDocument, Term,
 };
 
+pub use facts::{FactBatch, MessageKey, NONE, Names, message_key};
 pub use scan::{ScanColumns, ScanRow};
 pub use schema::SpanSchema;
-pub use window::{FactColumns, Share};
+pub use window::Share;
 
 /// Most spans one lookup returns.
 pub const LOOKUP_LIMIT: usize = 100_000;
@@ -85,6 +87,8 @@ pub struct SpanQuery {
 #[derive(Clone)]
 pub struct SpanStore {
     reader: IndexReader,
+    /// When set, every read sees this commit (see [`SpanStore::pinned`]).
+    pinned: Option<Searcher>,
     schema: SpanSchema,
 }
 
@@ -105,6 +109,7 @@ impl SpanStore {
         let reader = index.reader_builder().reload_policy(policy).try_into()?;
         Ok(SpanStore {
             reader,
+            pinned: None,
             schema: SpanSchema::new(),
         })
     }
@@ -118,8 +123,26 @@ impl SpanStore {
         &self.schema
     }
 
+    /// Segments of the index as last reloaded.
+    pub fn segment_count(&self) -> usize {
+        self.searcher().segment_readers().len()
+    }
+
+    /// The store as of now: reads through the returned store keep seeing
+    /// this commit while a collector goes on writing, so passes over a
+    /// window agree on what is in it.
+    pub fn pinned(&self) -> SpanStore {
+        SpanStore {
+            pinned: Some(self.searcher()),
+            ..self.clone()
+        }
+    }
+
     fn searcher(&self) -> Searcher {
-        self.reader.searcher()
+        match &self.pinned {
+            Some(searcher) => searcher.clone(),
+            None => self.reader.searcher(),
+        }
     }
 
     /// Number of spans stored.

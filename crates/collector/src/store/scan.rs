@@ -82,16 +82,6 @@ impl Strings {
         Ok(Strings { column, dictionary })
     }
 
-    /// The dictionary position of the document's first value.
-    pub(super) fn ord(&self, doc: u32) -> Option<u64> {
-        self.column.as_ref()?.term_ords(doc).next()
-    }
-
-    /// The decoded dictionary.
-    pub(super) fn dictionary(&self) -> &[Arc<str>] {
-        &self.dictionary
-    }
-
     pub(super) fn first(&self, doc: u32) -> Option<Arc<str>> {
         let ord = self.column.as_ref()?.term_ords(doc).next()?;
         self.dictionary.get(ord as usize).cloned()
@@ -127,7 +117,7 @@ impl SpanStore {
         start_ns: Option<u64>,
         end_ns: Option<u64>,
     ) -> Result<ScanColumns, StoreError> {
-        let searcher = self.reader.searcher();
+        let searcher = self.searcher();
         let mut out = ScanColumns::default();
         let lo = start_ns.unwrap_or(0);
         let hi = end_ns.unwrap_or(u64::MAX);

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use lasthop_analyzer::columnar::PlainDelivered;
+use lasthop_analyzer::facts::{PlainDelivered, WindowFacts};
 use lasthop_analyzer::report::{self, ReportBuilder, Window};
 use lasthop_analyzer::{Evidence, Globals, Options};
 use lasthop_collector::{Share, SpanStore};
@@ -111,12 +111,44 @@ fn progress_bar(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
+/// What the whole window `[lo, hi)` says about the groups ([`Globals`]),
+/// gathered share by share from fast-field facts; the facts themselves when
+/// the window is one share. A window with more consumers than facts can tell
+/// apart is read from records instead (`None` then: no plain path).
+fn window_globals(
+    store: &SpanStore,
+    window: (u64, u64),
+    of: u32,
+) -> anyhow::Result<(Globals, Option<Option<WindowFacts>>)> {
+    let mut globals = Globals::default();
+    let mut only_share = None;
+    for index in 0..of {
+        let facts = WindowFacts::read(store, window, Share { index, of })?;
+        if facts.too_many_consumers {
+            eprintln!("more than 64 (group, topic) pairs: judging every message from its records");
+            let mut globals = Globals::default();
+            for index in 0..of {
+                let (lo, hi) = window;
+                let parts =
+                    store.records_in_window(lo, hi, Share { index, of }, &|_| false, &|_| {})?;
+                globals.absorb(&Evidence::of(parts.iter().flatten()));
+            }
+            return Ok((globals, None));
+        }
+        globals.absorb_facts(&facts);
+        if of == 1 {
+            only_share = Some(facts);
+        }
+    }
+    Ok((globals, Some(only_share)))
+}
+
 /// Judges every message of the store's window `[lo, hi)`, about
 /// `share_spans` spans at a time: with more spans than that, the window's
-/// messages are split into shares by message id. A first pass gathers what
-/// each group did over the whole window ([`Globals`], from fast-field columns
-/// with polars). Then, per share, the messages whose columns show them
-/// plainly delivered are counted from the columns ([`PlainDelivered`]) and
+/// messages are split into shares by message key. A first pass gathers what
+/// each group did over the whole window ([`Globals`], from fast-field facts
+/// only). Then, per share, the messages whose facts show them plainly
+/// delivered are counted without reading a record ([`PlainDelivered`]) and
 /// the others' records are read and judged by the rules, with the window's
 /// facts. Spans without a message id are read by every share. `read_all`
 /// judges every message from its records.
@@ -127,33 +159,32 @@ fn judge_store(
     options: &Options,
     read_all: bool,
 ) -> anyhow::Result<ReportBuilder> {
+    // Every pass reads the same commit, however a collector goes on writing.
+    let store = &store.pinned();
     let total = store.count_in_window(lo, hi)?;
     let of = u32::try_from(total.div_ceil(share_spans).max(1)).context("window too large")?;
     let share = |index| Share { index, of };
-    // From fast fields only: no record is read in this pass.
-    let mut globals = Globals::default();
-    let mut only_share = None;
-    for index in 0..of {
-        let columns = store.scan_facts(lo, hi, share(index))?;
-        globals.absorb_columns(&columns)?;
-        if of == 1 {
-            only_share = Some(columns);
-        }
-    }
+    let (globals, facts) = window_globals(store, (lo, hi), of)?;
+    let (by_facts, mut only_share) = match facts {
+        Some(only_share) => (!read_all, only_share),
+        None => (false, None),
+    };
     let mut builder = ReportBuilder::new();
     let bar = progress_bar(total, "judging");
     for index in 0..of {
-        let plain = if read_all {
-            PlainDelivered::default()
-        } else {
-            let columns = match only_share.take() {
-                Some(columns) => columns,
-                None => store.scan_facts(lo, hi, share(index))?,
+        let plain = if by_facts {
+            let facts = match only_share.take() {
+                Some(facts) => facts,
+                None => WindowFacts::read(store, (lo, hi), share(index))?,
             };
-            PlainDelivered::find(&columns, &globals, &options.groups)
+            Some(PlainDelivered::find(&facts, &globals, &options.groups))
+        } else {
+            None
         };
-        builder.add_plain(&plain);
-        bar.inc(plain.spans);
+        if let Some(plain) = &plain {
+            builder.add_plain(plain);
+            bar.inc(plain.spans);
+        }
         // The bar counts each span once: those without a message id in the first share only.
         let counted = |part: &[SpanRecord]| {
             let n = part
@@ -162,7 +193,8 @@ fn judge_store(
                 .count();
             bar.inc(n as u64);
         };
-        let skip = |id: &str| plain.ids.contains(id);
+        // The facts saw every message of the share (same commit): read the others.
+        let skip = |key| plain.as_ref().is_some_and(|p| !p.others.contains(&key));
         let parts = store.records_in_window(lo, hi, share(index), &skip, &counted)?;
         let evidence = Evidence::with_globals(parts.iter().flatten(), &globals);
         builder.add(&lasthop_analyzer::analyze(&evidence, options))?;

@@ -1,0 +1,512 @@
+//! A window's facts from fast-field columns, without reading a record: one
+//! compact [`MessageState`] per message, folded per segment (in parallel,
+//! dense by dictionary ordinal) and merged across segments by
+//! [`MessageKey`]; beside them what the consumer groups did (which consume
+//! each topic, when each last processed) and how far flushes and replication
+//! covered each broker's log.
+//!
+//! From these come the window-wide [`Globals`] and the [`PlainDelivered`]
+//! messages, the ones the rules would call delivered for every group, which
+//! are counted without reading their records. Everything else is judged from
+//! records by the rules.
+//!
+//! Consumers, (group, topic) pairs, are bits of a `u64`: a window with more
+//! than 64 of them is reported as such ([`WindowFacts::too_many_consumers`])
+//! and the caller judges it from records instead.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use lasthop_collector::{FactBatch, MessageKey, NONE, Names, Share, SpanStore, StoreError};
+
+use lasthop_vocab::{Hop, SpanRecord};
+use polars::prelude::PlHashSet;
+use rayon::prelude::*;
+
+use crate::evidence::Globals;
+
+/// Most consumers ((group, topic) pairs) a window's facts can tell apart.
+const MAX_CONSUMERS: usize = 64;
+/// `MessageState::topic` when the message was seen on several topics.
+const SEVERAL: u32 = NONE - 1;
+
+const SENT: u8 = 1;
+const RECEIVED: u8 = 2;
+const UNPLACED_STORE: u8 = 4;
+
+/// What the columns say about one message.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct MessageState {
+    /// Start of its first `send` span, `u64::MAX` if none.
+    first_send: u64,
+    /// Epoch and end offset of its placed `store` span (the last one seen).
+    store_epoch: u64,
+    store_end: u64,
+    /// Consumer bits: an ok `process` span, any `process` span, a `dlq` span.
+    ok: u64,
+    processed: u64,
+    dead_lettered: u64,
+    /// Its topic (retry and dead-letter topics aside), [`NONE`] or [`SEVERAL`].
+    topic: u32,
+    store_broker: u32,
+    spans: u32,
+    /// Placed `store` spans, up to 255.
+    stores: u8,
+    flags: u8,
+}
+
+impl Default for MessageState {
+    fn default() -> Self {
+        MessageState {
+            first_send: u64::MAX,
+            store_epoch: 0,
+            store_end: 0,
+            ok: 0,
+            processed: 0,
+            dead_lettered: 0,
+            topic: NONE,
+            store_broker: NONE,
+            spans: 0,
+            stores: 0,
+            flags: 0,
+        }
+    }
+}
+
+fn merge_topic(a: u32, b: u32) -> u32 {
+    match (a, b) {
+        (NONE, x) | (x, NONE) => x,
+        (x, y) if x == y => x,
+        _ => SEVERAL,
+    }
+}
+
+impl MessageState {
+    fn merge(&mut self, o: &MessageState) {
+        self.first_send = self.first_send.min(o.first_send);
+        if o.stores > 0 {
+            (self.store_epoch, self.store_end, self.store_broker) =
+                (o.store_epoch, o.store_end, o.store_broker);
+        }
+        self.stores = self.stores.saturating_add(o.stores);
+        self.ok |= o.ok;
+        self.processed |= o.processed;
+        self.dead_lettered |= o.dead_lettered;
+        self.topic = merge_topic(self.topic, o.topic);
+        self.spans += o.spans;
+        self.flags |= o.flags;
+    }
+}
+
+/// Consumers numbered across the segments of one window.
+#[derive(Debug, Default)]
+struct Consumers {
+    pairs: Mutex<Vec<(u32, u32)>>,
+}
+
+impl Consumers {
+    /// The number of (group, topic), `None` past [`MAX_CONSUMERS`].
+    fn id(&self, pair: (u32, u32)) -> Option<u8> {
+        let mut pairs = self.pairs.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = match pairs.iter().position(|p| *p == pair) {
+            Some(at) => at,
+            None => {
+                pairs.push(pair);
+                pairs.len() - 1
+            }
+        };
+        (at < MAX_CONSUMERS).then_some(at as u8)
+    }
+}
+
+/// Broker, epoch, and whether replication (else flush): how far its ranges reached.
+type Coverage = HashMap<(u32, u64, bool), u64>;
+
+/// One segment's fold.
+struct SegmentFold<'a> {
+    consumers: &'a Consumers,
+    /// Retry and dead-letter topics (`%...`) by name number.
+    internal_topic: Vec<bool>,
+    local_consumers: HashMap<(u32, u32), Option<u8>>,
+    slot_of_ord: Vec<u32>,
+    messages: Vec<(MessageKey, MessageState)>,
+    covered: Coverage,
+    consuming: BTreeSet<(u32, u32)>,
+    last_processing: HashMap<(u32, u32), u64>,
+    too_many_consumers: bool,
+}
+
+impl<'a> SegmentFold<'a> {
+    fn new(keys: &[MessageKey], names: &Names, consumers: &'a Consumers) -> Self {
+        SegmentFold {
+            consumers,
+            internal_topic: names.all().iter().map(|n| n.starts_with('%')).collect(),
+            local_consumers: HashMap::new(),
+            slot_of_ord: vec![NONE; keys.len()],
+            messages: Vec::new(),
+            covered: Coverage::new(),
+            consuming: BTreeSet::new(),
+            last_processing: HashMap::new(),
+            too_many_consumers: false,
+        }
+    }
+
+    fn consumer_bit(&mut self, group: u32, topic: u32) -> u64 {
+        let consumers = self.consumers;
+        let id = *self
+            .local_consumers
+            .entry((group, topic))
+            .or_insert_with(|| consumers.id((group, topic)));
+        match id {
+            Some(id) => 1 << id,
+            None => {
+                self.too_many_consumers = true;
+                0
+            }
+        }
+    }
+
+    fn add(&mut self, keys: &[MessageKey], b: &FactBatch) {
+        for i in 0..b.len() {
+            let (hop, group, topic, t) = (b.hop[i], b.group[i], b.topic[i], b.start_ns[i]);
+            if let (Some(h @ (Hop::Flush | Hop::Replicate)), Some(ep), Some(end)) =
+                (hop, b.epoch[i], b.range_end[i])
+                && b.broker[i] != NONE
+            {
+                let slot = self
+                    .covered
+                    .entry((b.broker[i], ep, h == Hop::Replicate))
+                    .or_default();
+                *slot = (*slot).max(end);
+            }
+            let grouped = group != NONE && topic != NONE;
+            if grouped && matches!(hop, Some(Hop::Receive | Hop::Process | Hop::Settle)) {
+                self.consuming.insert((topic, group));
+            }
+            if grouped && hop == Some(Hop::Process) && b.ok[i] {
+                let last = self.last_processing.entry((group, topic)).or_default();
+                *last = (*last).max(t);
+            }
+            let ord = b.message[i];
+            if ord == NONE
+                || matches!(
+                    hop,
+                    Some(Hop::Flush | Hop::Replicate | Hop::Recover | Hop::Failover)
+                )
+            {
+                continue;
+            }
+            let bit = match hop {
+                Some(Hop::Process | Hop::Dlq) if group != NONE => self.consumer_bit(group, topic),
+                _ => 0,
+            };
+            let slot = &mut self.slot_of_ord[ord as usize];
+            if *slot == NONE {
+                *slot = self.messages.len() as u32;
+                self.messages
+                    .push((keys[ord as usize], MessageState::default()));
+            }
+            let m = &mut self.messages[*slot as usize].1;
+            m.spans += 1;
+            if topic != NONE
+                && !self
+                    .internal_topic
+                    .get(topic as usize)
+                    .copied()
+                    .unwrap_or(false)
+            {
+                m.topic = merge_topic(m.topic, topic);
+            }
+            match hop {
+                Some(Hop::Send) => {
+                    m.flags |= SENT;
+                    m.first_send = m.first_send.min(t);
+                }
+                Some(Hop::TxPrepare) => m.flags |= SENT,
+                Some(Hop::Receive) => m.flags |= RECEIVED,
+                Some(Hop::Process) => {
+                    m.processed |= bit;
+                    if b.ok[i] {
+                        m.ok |= bit;
+                    }
+                }
+                Some(Hop::Dlq) => m.dead_lettered |= bit,
+                Some(Hop::Store) => match (b.broker[i], b.epoch[i], b.commitlog_offset[i]) {
+                    (broker, Some(epoch), Some(offset)) if broker != NONE => {
+                        m.stores = m.stores.saturating_add(1);
+                        m.store_broker = broker;
+                        m.store_epoch = epoch;
+                        m.store_end = offset + b.commitlog_size[i].unwrap_or(1);
+                    }
+                    _ => m.flags |= UNPLACED_STORE,
+                },
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The facts of one share of a window.
+#[derive(Debug, Default)]
+pub struct WindowFacts {
+    names: Vec<Arc<str>>,
+    /// (group, topic) of each consumer bit.
+    consumers: Vec<(u32, u32)>,
+    /// Sorted by key, one entry per message.
+    messages: Vec<(MessageKey, MessageState)>,
+    covered: Coverage,
+    consuming: BTreeSet<(u32, u32)>,
+    last_processing: HashMap<(u32, u32), u64>,
+    /// More than 64 consumers: these facts cannot tell them apart.
+    pub too_many_consumers: bool,
+}
+
+impl WindowFacts {
+    /// The facts of the spans of `share` that started in `window`, from
+    /// the store's fast fields.
+    pub fn read(store: &SpanStore, window: (u64, u64), share: Share) -> Result<Self, StoreError> {
+        let names = Names::default();
+        let consumers = Consumers::default();
+        let folds = store.fold_facts(
+            window,
+            share,
+            &names,
+            |keys| SegmentFold::new(keys, &names, &consumers),
+            |fold, keys, batch| fold.add(keys, batch),
+        )?;
+        Ok(WindowFacts::merge(folds, &names, &consumers))
+    }
+
+    /// The same facts from records (files, a collector's API, tests).
+    pub fn of_records<'a>(spans: impl IntoIterator<Item = &'a SpanRecord>) -> Self {
+        let names = Names::default();
+        let consumers = Consumers::default();
+        let (keys, batch) = FactBatch::of_records(spans, &names);
+        let mut fold = SegmentFold::new(&keys, &names, &consumers);
+        fold.add(&keys, &batch);
+        WindowFacts::merge(vec![fold], &names, &consumers)
+    }
+
+    fn merge(mut folds: Vec<SegmentFold<'_>>, names: &Names, consumers: &Consumers) -> Self {
+        // Each segment's messages sorted in parallel; merged below as sorted runs.
+        folds
+            .par_iter_mut()
+            .for_each(|f| f.messages.sort_unstable_by_key(|(k, _)| *k));
+        let mut facts = WindowFacts {
+            names: names.all(),
+            consumers: consumers
+                .pairs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            ..WindowFacts::default()
+        };
+        facts
+            .messages
+            .reserve(folds.iter().map(|f| f.messages.len()).sum());
+        let runs = folds.len();
+        for fold in folds {
+            facts.too_many_consumers |= fold.too_many_consumers;
+            for (k, v) in fold.covered {
+                let slot = facts.covered.entry(k).or_default();
+                *slot = (*slot).max(v);
+            }
+            facts.consuming.extend(fold.consuming);
+            for (k, v) in fold.last_processing {
+                let slot = facts.last_processing.entry(k).or_default();
+                *slot = (*slot).max(v);
+            }
+            facts.messages.extend(fold.messages);
+        }
+        // A message whose spans sit in several segments is merged here. The
+        // stable sort finds the segments' sorted runs.
+        if runs > 1 {
+            facts.messages.par_sort_by_key(|(k, _)| *k);
+        }
+        facts.messages.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1.merge(&later.1);
+            }
+            same
+        });
+        facts
+    }
+
+    fn name(&self, id: u32) -> &str {
+        self.names.get(id as usize).map_or("", |n| n.as_ref())
+    }
+
+    /// Messages in these facts.
+    pub fn messages(&self) -> usize {
+        self.messages.len()
+    }
+}
+
+impl Globals {
+    /// Adds what one share's facts say (every message is whole in one share).
+    pub fn absorb_facts(&mut self, f: &WindowFacts) {
+        for &(topic, group) in &f.consuming {
+            let known = self
+                .groups_by_topic
+                .entry(f.name(topic).to_owned())
+                .or_default();
+            known.insert(f.name(group).to_owned());
+        }
+        let raise = |into: &mut HashMap<(String, String), u64>, (g, t): (u32, u32), v| {
+            let slot = into
+                .entry((f.name(g).to_owned(), f.name(t).to_owned()))
+                .or_default();
+            *slot = (*slot).max(v);
+        };
+        for (&pair, &t) in &f.last_processing {
+            raise(&mut self.last_processing, pair, t);
+        }
+        // Per consumer, the newest first send of a message it processed.
+        let mut newest = vec![None::<u64>; f.consumers.len()];
+        for (_, m) in f.messages.iter().filter(|(_, m)| m.first_send != u64::MAX) {
+            for (bit, slot) in newest.iter_mut().enumerate() {
+                if m.ok & (1 << bit) != 0 {
+                    *slot = Some(slot.unwrap_or(0).max(m.first_send));
+                }
+            }
+        }
+        for (&(g, t), newest) in f.consumers.iter().zip(newest) {
+            if let Some(sent) = newest.filter(|_| t != NONE) {
+                raise(&mut self.newest_processed, (g, t), sent);
+            }
+        }
+    }
+}
+
+/// The messages of one share that are plainly delivered, judged from
+/// facts without reading their records: every expected group has an ok
+/// `process` span of it and none dead-lettered it, it has exactly one
+/// placed `store` span, a `receive` span, and one topic. The rules would call
+/// each of them `delivered` for every group; the `others` are judged from
+/// records.
+///
+/// The facts and the records must come from the same commit of the store
+/// ([`SpanStore::pinned`]): a message the facts did not see is neither here
+/// nor in `others`.
+#[derive(Debug, Default, Clone)]
+pub struct PlainDelivered {
+    /// How many messages are plainly delivered.
+    pub messages: u64,
+    /// The messages of the facts that are not.
+    pub others: PlHashSet<MessageKey>,
+    /// Their spans (none of which needs reading).
+    pub spans: u64,
+    /// (message, group) verdicts, all `delivered`.
+    pub verdicts: u64,
+    /// Messages that reached send, store, flush, replicate, receive, process.
+    pub funnel: [u64; 6],
+}
+
+impl PlainDelivered {
+    /// Finds the plainly delivered messages among `f` (one share's facts),
+    /// with what the whole window says (`globals`) and the groups expected
+    /// besides (`extra_groups`).
+    pub fn find(f: &WindowFacts, globals: &Globals, extra_groups: &[String]) -> PlainDelivered {
+        if f.too_many_consumers {
+            return PlainDelivered::none(f);
+        }
+        let mut plain = PlainDelivered::default();
+        // Groups as bits: every group a message could be expected by.
+        let mut group_bits: HashMap<String, u64> = HashMap::new();
+        let mut bit_of = |name: &str| -> Option<u64> {
+            let next = group_bits.len() as u32;
+            let bit = *group_bits
+                .entry(name.to_owned())
+                .or_insert_with(|| 1u64.checked_shl(next).unwrap_or(0));
+            (bit != 0).then_some(bit)
+        };
+        let mut consumer_group = Vec::with_capacity(f.consumers.len());
+        for &(g, _) in &f.consumers {
+            consumer_group.push(bit_of(f.name(g)));
+        }
+        let mut expected_extra = 0;
+        for g in extra_groups {
+            expected_extra |= bit_of(g).unwrap_or(0);
+        }
+        let mut topic_groups: HashMap<u32, Option<u64>> = HashMap::new();
+        for (id, name) in f.names.iter().enumerate() {
+            if let Some(groups) = globals.groups_by_topic.get(name.as_ref()) {
+                let bits = groups.iter().try_fold(0, |acc, g| Some(acc | bit_of(g)?));
+                topic_groups.insert(id as u32, bits);
+            }
+        }
+        if group_bits.len() > 64 {
+            return PlainDelivered::none(f);
+        }
+        let groups_of = |consumers: u64| -> u64 {
+            let mut bits = 0;
+            let mut rest = consumers;
+            while rest != 0 {
+                let c = rest.trailing_zeros() as usize;
+                bits |= consumer_group.get(c).copied().flatten().unwrap_or(0);
+                rest &= rest - 1;
+            }
+            bits
+        };
+        for (key, m) in &f.messages {
+            let expected = plain_groups(m, &topic_groups, expected_extra, groups_of);
+            let Some(expected) = expected else {
+                plain.others.insert(*key);
+                continue;
+            };
+            let reached = |replicate: bool| {
+                f.covered
+                    .get(&(m.store_broker, m.store_epoch, replicate))
+                    .is_some_and(|c| *c >= m.store_end)
+            };
+            let stages = [
+                m.flags & SENT != 0,
+                true,
+                reached(false),
+                reached(true),
+                true,
+                true,
+            ];
+            for (n, yes) in plain.funnel.iter_mut().zip(stages) {
+                *n += u64::from(yes);
+            }
+            plain.verdicts += u64::from(expected.count_ones());
+            plain.spans += u64::from(m.spans);
+            plain.messages += 1;
+        }
+        plain
+    }
+
+    /// Every message of `f`, judged from records.
+    pub fn none(f: &WindowFacts) -> PlainDelivered {
+        PlainDelivered {
+            others: f.messages.iter().map(|(k, _)| *k).collect(),
+            ..PlainDelivered::default()
+        }
+    }
+}
+
+/// The groups that delivered `m` plainly, as bits, or `None` if it is not
+/// plainly delivered.
+fn plain_groups(
+    m: &MessageState,
+    topic_groups: &HashMap<u32, Option<u64>>,
+    expected_extra: u64,
+    groups_of: impl Fn(u64) -> u64,
+) -> Option<u64> {
+    if m.topic == SEVERAL
+        || m.stores != 1
+        || m.flags & UNPLACED_STORE != 0
+        || m.flags & RECEIVED == 0
+    {
+        return None;
+    }
+    let by_topic = match topic_groups.get(&m.topic) {
+        Some(bits) => (*bits)?,
+        None => 0,
+    };
+    let (ok, dead) = (groups_of(m.ok), groups_of(m.dead_lettered));
+    let expected = by_topic | expected_extra | groups_of(m.processed) | dead;
+    (expected != 0 && expected & ok == expected && expected & dead == 0).then_some(expected)
+}

@@ -1,0 +1,334 @@
+//! Fast-field facts for judging a whole window: the few columns that say
+//! what happened to each message, read a chunk of documents at a time, with
+//! nothing allocated per span.
+//!
+//! - A message id becomes a [`MessageKey`] (128-bit xxh3 of its bytes),
+//!   computed once per term of a segment's dictionary; a span points at its
+//!   segment's key by dictionary ordinal. At 128 bits two ids of one window
+//!   colliding is far less likely than a disk error.
+//! - Group, topic and broker become small numbers in a [`Names`] table shared
+//!   by every segment of a scan (each segment's dictionary is interned once).
+//! - The hop is parsed once per dictionary term.
+//!
+//! Segments are read in parallel (rayon); each folds its chunks into a state
+//! the caller defines, so what a scan holds is what the caller keeps, not
+//! the window's rows.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use lasthop_vocab::{Hop, SpanRecord};
+use tantivy::columnar::Column;
+use tantivy::{DocId, SegmentReader};
+
+use super::scan::numbers;
+use super::window::Share;
+use super::{SpanStore, StoreError};
+
+/// A message id as batch work sees it: its 128-bit xxh3 hash.
+pub type MessageKey = u128;
+
+/// The [`MessageKey`] of a message id.
+pub fn message_key(message_id: &str) -> MessageKey {
+    xxhash_rust::xxh3::xxh3_128(message_id.as_bytes())
+}
+
+/// "No value" in the `u32` columns of a [`FactBatch`].
+pub const NONE: u32 = u32::MAX;
+
+/// Documents read per chunk.
+const CHUNK: u32 = 8192;
+
+/// Small strings (groups, topics, brokers) numbered in order of first sight.
+#[derive(Debug, Default)]
+pub struct Names {
+    inner: Mutex<NameTable>,
+}
+
+#[derive(Debug, Default)]
+struct NameTable {
+    ids: HashMap<Arc<str>, u32>,
+    names: Vec<Arc<str>>,
+}
+
+impl Names {
+    /// The number of `name`, given one if it has none yet.
+    pub fn id(&self, name: &str) -> u32 {
+        let mut t = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(&id) = t.ids.get(name) {
+            return id;
+        }
+        let id = u32::try_from(t.names.len()).unwrap_or(NONE);
+        let name: Arc<str> = Arc::from(name);
+        t.names.push(name.clone());
+        t.ids.insert(name, id);
+        id
+    }
+
+    /// The number of `name` if it was seen.
+    pub fn get(&self, name: &str) -> Option<u32> {
+        let t = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        t.ids.get(name).copied()
+    }
+
+    /// Every name, indexed by number.
+    pub fn all(&self) -> Vec<Arc<str>> {
+        let t = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        t.names.clone()
+    }
+}
+
+/// The facts of a chunk of spans, one entry per span in every column.
+#[derive(Debug, Default, Clone)]
+pub struct FactBatch {
+    /// Position of the span's message in the segment's keys; [`NONE`] for a
+    /// span without a message id.
+    pub message: Vec<u32>,
+    pub hop: Vec<Option<Hop>>,
+    /// Numbers in the scan's [`Names`], or [`NONE`].
+    pub group: Vec<u32>,
+    pub topic: Vec<u32>,
+    pub broker: Vec<u32>,
+    pub start_ns: Vec<u64>,
+    /// Neither an error status nor an error type.
+    pub ok: Vec<bool>,
+    pub epoch: Vec<Option<u64>>,
+    pub commitlog_offset: Vec<Option<u64>>,
+    pub commitlog_size: Vec<Option<u64>>,
+    pub range_end: Vec<Option<u64>>,
+}
+
+impl FactBatch {
+    pub fn len(&self) -> usize {
+        self.start_ns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start_ns.is_empty()
+    }
+
+    /// The keys and facts of records (for files, a collector's API and
+    /// tests): what a store scan would give for them as one segment.
+    pub fn of_records<'a>(
+        spans: impl IntoIterator<Item = &'a SpanRecord>,
+        names: &Names,
+    ) -> (Vec<MessageKey>, FactBatch) {
+        let mut keys = Vec::new();
+        let mut positions: HashMap<&str, u32> = HashMap::new();
+        let mut b = FactBatch::default();
+        let id = |v: &Option<String>| v.as_deref().map_or(NONE, |s| names.id(s));
+        for s in spans {
+            let message = s.message_id.as_deref().map_or(NONE, |m| {
+                *positions.entry(m).or_insert_with(|| {
+                    keys.push(message_key(m));
+                    (keys.len() - 1) as u32
+                })
+            });
+            b.message.push(message);
+            b.hop.push(s.hop);
+            b.group.push(id(&s.group));
+            b.topic.push(id(&s.topic));
+            b.broker.push(id(&s.broker));
+            b.start_ns.push(s.start_ns);
+            b.ok.push(!s.is_error());
+            b.epoch.push(s.epoch);
+            b.commitlog_offset.push(s.commitlog_offset);
+            b.commitlog_size.push(s.commitlog_size);
+            b.range_end.push(s.range_end);
+        }
+        (keys, b)
+    }
+}
+
+/// A string fast field with its dictionary mapped once: to numbers in
+/// [`Names`], to hops, or to message keys.
+pub(super) struct Mapped<T> {
+    ords: Option<Column<u64>>,
+    values: Vec<T>,
+}
+
+impl<T: Copy> Mapped<T> {
+    pub(super) fn open(
+        segment: &SegmentReader,
+        field: &str,
+        mut map: impl FnMut(&[u8]) -> T,
+    ) -> Result<Mapped<T>, StoreError> {
+        let Some(column) = segment.fast_fields().str(field)? else {
+            return Ok(Mapped {
+                ords: None,
+                values: Vec::new(),
+            });
+        };
+        let mut values = Vec::with_capacity(column.num_terms());
+        let mut stream = column.dictionary().stream()?;
+        while stream.advance() {
+            values.push(map(stream.key()));
+        }
+        Ok(Mapped {
+            ords: Some(column.ords().clone()),
+            values,
+        })
+    }
+
+    /// The mapped first value of a document.
+    pub(super) fn first(&self, doc: DocId) -> Option<T> {
+        let ord = self.ords.as_ref()?.first(doc)?;
+        self.values.get(ord as usize).copied()
+    }
+
+    /// The mapped first value of each of `docs`, or `none`.
+    fn read(&self, docs: &[DocId], buf: &mut Vec<Option<u64>>, none: T, out: &mut Vec<T>) {
+        out.clear();
+        let Some(ords) = &self.ords else {
+            out.resize(docs.len(), none);
+            return;
+        };
+        buf.clear();
+        buf.resize(docs.len(), None);
+        ords.first_vals(docs, buf);
+        out.extend(buf.iter().map(|o| {
+            o.and_then(|o| self.values.get(o as usize).copied())
+                .unwrap_or(none)
+        }));
+    }
+}
+
+fn read_numbers(column: &Option<Column<u64>>, docs: &[DocId], out: &mut Vec<Option<u64>>) {
+    out.clear();
+    out.resize(docs.len(), None);
+    if let Some(c) = column {
+        c.first_vals(docs, out);
+    }
+}
+
+impl SpanStore {
+    /// Folds the facts of the spans of `share` that started in
+    /// `[start_ns, end_ns)`: per segment (in parallel), `init` makes a state
+    /// from the segment's message keys and `add` adds each chunk to it.
+    /// Spans without a message id are in every share. Returns the states,
+    /// one per segment.
+    pub fn fold_facts<S: Send>(
+        &self,
+        (start_ns, end_ns): (u64, u64),
+        share: Share,
+        names: &Names,
+        init: impl Fn(&[MessageKey]) -> S + Sync,
+        add: impl Fn(&mut S, &[MessageKey], &FactBatch) + Sync,
+    ) -> Result<Vec<S>, StoreError> {
+        use rayon::prelude::*;
+        let searcher = self.searcher();
+        searcher
+            .segment_readers()
+            .par_iter()
+            .map(|segment| {
+                let keys = Mapped::open(segment, "message_id", xxhash_rust::xxh3::xxh3_128)?;
+                fold_segment(
+                    segment,
+                    (start_ns, end_ns),
+                    share,
+                    names,
+                    &keys,
+                    &init,
+                    &add,
+                )
+            })
+            .collect()
+    }
+}
+
+/// One segment's part of [`SpanStore::fold_facts`]. `init` runs once the
+/// segment's names are in `names`.
+fn fold_segment<S>(
+    segment: &SegmentReader,
+    (lo, hi): (u64, u64),
+    share: Share,
+    names: &Names,
+    keys: &Mapped<MessageKey>,
+    init: impl Fn(&[MessageKey]) -> S,
+    add: impl Fn(&mut S, &[MessageKey], &FactBatch),
+) -> Result<S, StoreError> {
+    let name = |bytes: &[u8]| names.id(&String::from_utf8_lossy(bytes));
+    let hop = Mapped::open(segment, "hop", |b| {
+        std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse::<Hop>().ok())
+    })?;
+    let group = Mapped::open(segment, "group", name)?;
+    let topic = Mapped::open(segment, "topic", name)?;
+    let broker = Mapped::open(segment, "broker", name)?;
+    let error_type = Mapped::open(segment, "error_type", |_| true)?;
+    // Which of the segment's messages are in the share, by ordinal.
+    let in_share: Vec<bool> = keys.values.iter().map(|&k| share.holds_key(k)).collect();
+    let message = Mapped {
+        ords: keys.ords.clone(),
+        values: in_share
+            .iter()
+            .enumerate()
+            .map(|(ord, &yes)| if yes { ord as u32 } else { NONE - 1 })
+            .collect(),
+    };
+    let start = numbers(segment, "start_ns")?;
+    let status = numbers(segment, "status")?;
+    let [epoch, cl_offset, cl_size, r_end] =
+        ["epoch", "commitlog_offset", "commitlog_size", "range_end"].map(|n| numbers(segment, n));
+    let (epoch, cl_offset, cl_size, r_end) = (epoch?, cl_offset?, cl_size?, r_end?);
+    let alive = segment.alive_bitset();
+    let mut state = init(&keys.values);
+
+    let mut batch = FactBatch::default();
+    let mut docs: Vec<DocId> = Vec::with_capacity(CHUNK as usize);
+    let mut times: Vec<Option<u64>> = Vec::new();
+    let mut ords: Vec<Option<u64>> = Vec::new();
+    let mut messages: Vec<u32> = Vec::new();
+    let mut errors: Vec<bool> = Vec::new();
+    let max_doc = segment.max_doc();
+    let mut first = 0;
+    while first < max_doc {
+        let last = max_doc.min(first.saturating_add(CHUNK));
+        docs.clear();
+        docs.extend((first..last).filter(|&d| alive.is_none_or(|a| a.is_alive(d))));
+        first = last;
+        // In the window, and in the share (or without a message id).
+        read_numbers(&start, &docs, &mut times);
+        message.read(&docs, &mut ords, NONE, &mut messages);
+        let mut kept = 0;
+        for i in 0..docs.len() {
+            let t = times[i].unwrap_or(0);
+            if t >= lo && t < hi && messages[i] != NONE - 1 {
+                docs[kept] = docs[i];
+                times[kept] = Some(t);
+                messages[kept] = messages[i];
+                kept += 1;
+            }
+        }
+        docs.truncate(kept);
+        if docs.is_empty() {
+            continue;
+        }
+        batch.start_ns.clear();
+        batch
+            .start_ns
+            .extend(times[..kept].iter().map(|t| t.unwrap_or(0)));
+        batch.message.clear();
+        batch.message.extend_from_slice(&messages[..kept]);
+        hop.read(&docs, &mut ords, None, &mut batch.hop);
+        group.read(&docs, &mut ords, NONE, &mut batch.group);
+        topic.read(&docs, &mut ords, NONE, &mut batch.topic);
+        broker.read(&docs, &mut ords, NONE, &mut batch.broker);
+        error_type.read(&docs, &mut ords, false, &mut errors);
+        read_numbers(&status, &docs, &mut times);
+        batch.ok.clear();
+        batch.ok.extend(
+            times
+                .iter()
+                .zip(&errors)
+                .map(|(status, error)| *status != Some(2) && !error),
+        );
+        read_numbers(&epoch, &docs, &mut batch.epoch);
+        read_numbers(&cl_offset, &docs, &mut batch.commitlog_offset);
+        read_numbers(&cl_size, &docs, &mut batch.commitlog_size);
+        read_numbers(&r_end, &docs, &mut batch.range_end);
+        add(&mut state, &keys.values, &batch);
+    }
+    Ok(state)
+}

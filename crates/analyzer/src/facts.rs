@@ -14,16 +14,19 @@
 //! than 64 of them is reported as such ([`WindowFacts::too_many_consumers`])
 //! and the caller judges it from records instead.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use lasthop_collector::{FactBatch, MessageKey, NONE, Names, Share, SpanStore, StoreError};
 
 use lasthop_vocab::{Hop, SpanRecord};
-use polars::prelude::PlHashSet;
+use polars::prelude::{PlHashMap, PlHashSet};
 use rayon::prelude::*;
 
 use crate::evidence::Globals;
+
+/// A set of message keys.
+pub type KeySet = PlHashSet<MessageKey>;
 
 /// Most consumers ((group, topic) pairs) a window's facts can tell apart.
 const MAX_CONSUMERS: usize = 64;
@@ -120,33 +123,34 @@ impl Consumers {
 }
 
 /// Broker, epoch, and whether replication (else flush): how far its ranges reached.
-type Coverage = HashMap<(u32, u64, bool), u64>;
+type Coverage = PlHashMap<(u32, u64, bool), u64>;
 
 /// One segment's fold.
 struct SegmentFold<'a> {
     consumers: &'a Consumers,
     /// Retry and dead-letter topics (`%...`) by name number.
     internal_topic: Vec<bool>,
-    local_consumers: HashMap<(u32, u32), Option<u8>>,
+    local_consumers: PlHashMap<(u32, u32), Option<u8>>,
     slot_of_ord: Vec<u32>,
     messages: Vec<(MessageKey, MessageState)>,
     covered: Coverage,
-    consuming: BTreeSet<(u32, u32)>,
-    last_processing: HashMap<(u32, u32), u64>,
+    consuming: PlHashSet<(u32, u32)>,
+    last_processing: PlHashMap<(u32, u32), u64>,
     too_many_consumers: bool,
 }
 
 impl<'a> SegmentFold<'a> {
-    fn new(keys: &[MessageKey], names: &Names, consumers: &'a Consumers) -> Self {
+    /// `share_of` is how many shares the window is read in (to size the fold).
+    fn new(keys: &[MessageKey], names: &Names, consumers: &'a Consumers, share_of: u32) -> Self {
         SegmentFold {
             consumers,
             internal_topic: names.all().iter().map(|n| n.starts_with('%')).collect(),
-            local_consumers: HashMap::new(),
+            local_consumers: PlHashMap::default(),
             slot_of_ord: vec![NONE; keys.len()],
-            messages: Vec::new(),
-            covered: Coverage::new(),
-            consuming: BTreeSet::new(),
-            last_processing: HashMap::new(),
+            messages: Vec::with_capacity(keys.len() / share_of.max(1) as usize),
+            covered: Coverage::default(),
+            consuming: PlHashSet::default(),
+            last_processing: PlHashMap::default(),
             too_many_consumers: false,
         }
     }
@@ -252,26 +256,32 @@ pub struct WindowFacts {
     names: Vec<Arc<str>>,
     /// (group, topic) of each consumer bit.
     consumers: Vec<(u32, u32)>,
-    /// Sorted by key, one entry per message.
-    messages: Vec<(MessageKey, MessageState)>,
+    /// One entry per message, sorted by key, in parts (see [`merge_by_key`]).
+    messages: Vec<Vec<(MessageKey, MessageState)>>,
     covered: Coverage,
-    consuming: BTreeSet<(u32, u32)>,
-    last_processing: HashMap<(u32, u32), u64>,
+    consuming: PlHashSet<(u32, u32)>,
+    last_processing: PlHashMap<(u32, u32), u64>,
     /// More than 64 consumers: these facts cannot tell them apart.
     pub too_many_consumers: bool,
 }
 
 impl WindowFacts {
     /// The facts of the spans of `share` that started in `window`, from
-    /// the store's fast fields.
-    pub fn read(store: &SpanStore, window: (u64, u64), share: Share) -> Result<Self, StoreError> {
+    /// the store's fast fields. With no share, only what does not need
+    /// messages: the consumers of each topic, their last processing, the
+    /// flush and replicate coverage; no message is read.
+    pub fn read(
+        store: &SpanStore,
+        window: (u64, u64),
+        share: Option<Share>,
+    ) -> Result<Self, StoreError> {
         let names = Names::default();
         let consumers = Consumers::default();
         let folds = store.fold_facts(
             window,
             share,
             &names,
-            |keys| SegmentFold::new(keys, &names, &consumers),
+            |keys| SegmentFold::new(keys, &names, &consumers, share.map_or(1, |s| s.of)),
             |fold, keys, batch| fold.add(keys, batch),
         )?;
         Ok(WindowFacts::merge(folds, &names, &consumers))
@@ -282,16 +292,12 @@ impl WindowFacts {
         let names = Names::default();
         let consumers = Consumers::default();
         let (keys, batch) = FactBatch::of_records(spans, &names);
-        let mut fold = SegmentFold::new(&keys, &names, &consumers);
+        let mut fold = SegmentFold::new(&keys, &names, &consumers, 1);
         fold.add(&keys, &batch);
         WindowFacts::merge(vec![fold], &names, &consumers)
     }
 
-    fn merge(mut folds: Vec<SegmentFold<'_>>, names: &Names, consumers: &Consumers) -> Self {
-        // Each segment's messages sorted in parallel; merged below as sorted runs.
-        folds
-            .par_iter_mut()
-            .for_each(|f| f.messages.sort_unstable_by_key(|(k, _)| *k));
+    fn merge(folds: Vec<SegmentFold<'_>>, names: &Names, consumers: &Consumers) -> Self {
         let mut facts = WindowFacts {
             names: names.all(),
             consumers: consumers
@@ -301,10 +307,7 @@ impl WindowFacts {
                 .clone(),
             ..WindowFacts::default()
         };
-        facts
-            .messages
-            .reserve(folds.iter().map(|f| f.messages.len()).sum());
-        let runs = folds.len();
+        let mut runs = Vec::with_capacity(folds.len());
         for fold in folds {
             facts.too_many_consumers |= fold.too_many_consumers;
             for (k, v) in fold.covered {
@@ -316,20 +319,10 @@ impl WindowFacts {
                 let slot = facts.last_processing.entry(k).or_default();
                 *slot = (*slot).max(v);
             }
-            facts.messages.extend(fold.messages);
+            runs.push(fold.messages);
         }
-        // A message whose spans sit in several segments is merged here. The
-        // stable sort finds the segments' sorted runs.
-        if runs > 1 {
-            facts.messages.par_sort_by_key(|(k, _)| *k);
-        }
-        facts.messages.dedup_by(|later, kept| {
-            let same = later.0 == kept.0;
-            if same {
-                kept.1.merge(&later.1);
-            }
-            same
-        });
+        // A message whose spans sit in several segments is merged here.
+        facts.messages = merge_by_key(runs);
         facts
     }
 
@@ -339,8 +332,62 @@ impl WindowFacts {
 
     /// Messages in these facts.
     pub fn messages(&self) -> usize {
-        self.messages.len()
+        self.messages.iter().map(Vec::len).sum()
     }
+
+    fn each_message(&self) -> impl Iterator<Item = &(MessageKey, MessageState)> {
+        self.messages.iter().flatten()
+    }
+}
+
+/// Parts a window's messages are merged in (by the top bits of their keys).
+const PARTS: usize = 64;
+
+/// The messages of every run (one per segment), merged by key: each run is
+/// split by the top bits of its keys (runs in parallel), then each part is
+/// sorted and equal keys merged (parts in parallel). Keys are uniform
+/// hashes, so the parts are even, and small enough to sort in cache.
+/// Returns the parts, each sorted, in key order.
+fn merge_by_key(
+    runs: Vec<Vec<(MessageKey, MessageState)>>,
+) -> Vec<Vec<(MessageKey, MessageState)>> {
+    let part = |k: MessageKey| (k >> (128 - PARTS.trailing_zeros())) as usize;
+    let split: Vec<Vec<Vec<(MessageKey, MessageState)>>> = runs
+        .into_par_iter()
+        .map(|run| {
+            let mut parts: Vec<Vec<_>> = (0..PARTS)
+                .map(|_| Vec::with_capacity(run.len() / PARTS + 1))
+                .collect();
+            for message in run {
+                parts[part(message.0)].push(message);
+            }
+            parts
+        })
+        .collect();
+    let mut by_part: Vec<Vec<Vec<(MessageKey, MessageState)>>> = vec![Vec::new(); PARTS];
+    for parts in split {
+        for (p, messages) in parts.into_iter().enumerate() {
+            by_part[p].push(messages);
+        }
+    }
+    by_part
+        .into_par_iter()
+        .map(|pieces| {
+            let mut messages = Vec::with_capacity(pieces.iter().map(Vec::len).sum());
+            for piece in pieces {
+                messages.extend(piece);
+            }
+            messages.sort_unstable_by_key(|(k, _)| *k);
+            messages.dedup_by(|later, kept| {
+                let same = later.0 == kept.0;
+                if same {
+                    kept.1.merge(&later.1);
+                }
+                same
+            });
+            messages
+        })
+        .collect()
 }
 
 impl Globals {
@@ -364,7 +411,7 @@ impl Globals {
         }
         // Per consumer, the newest first send of a message it processed.
         let mut newest = vec![None::<u64>; f.consumers.len()];
-        for (_, m) in f.messages.iter().filter(|(_, m)| m.first_send != u64::MAX) {
+        for (_, m) in f.each_message().filter(|(_, m)| m.first_send != u64::MAX) {
             for (bit, slot) in newest.iter_mut().enumerate() {
                 if m.ok & (1 << bit) != 0 {
                     *slot = Some(slot.unwrap_or(0).max(m.first_send));
@@ -394,19 +441,22 @@ pub struct PlainDelivered {
     /// How many messages are plainly delivered.
     pub messages: u64,
     /// The messages of the facts that are not.
-    pub others: PlHashSet<MessageKey>,
+    pub others: KeySet,
     /// Their spans (none of which needs reading).
     pub spans: u64,
     /// (message, group) verdicts, all `delivered`.
     pub verdicts: u64,
     /// Messages that reached send, store, flush, replicate, receive, process.
     pub funnel: [u64; 6],
+    /// Spans of the `others`.
+    pub other_spans: u64,
 }
 
 impl PlainDelivered {
     /// Finds the plainly delivered messages among `f` (one share's facts),
-    /// with what the whole window says (`globals`) and the groups expected
-    /// besides (`extra_groups`).
+    /// with the groups consuming each topic over the whole window (only
+    /// `globals.groups_by_topic` is read, so the other shares' facts need
+    /// not be in yet) and the groups expected besides (`extra_groups`).
     pub fn find(f: &WindowFacts, globals: &Globals, extra_groups: &[String]) -> PlainDelivered {
         if f.too_many_consumers {
             return PlainDelivered::none(f);
@@ -449,10 +499,11 @@ impl PlainDelivered {
             }
             bits
         };
-        for (key, m) in &f.messages {
+        for (key, m) in f.each_message() {
             let expected = plain_groups(m, &topic_groups, expected_extra, groups_of);
             let Some(expected) = expected else {
                 plain.others.insert(*key);
+                plain.other_spans += u64::from(m.spans);
                 continue;
             };
             let reached = |replicate: bool| {
@@ -481,7 +532,8 @@ impl PlainDelivered {
     /// Every message of `f`, judged from records.
     pub fn none(f: &WindowFacts) -> PlainDelivered {
         PlainDelivered {
-            others: f.messages.iter().map(|(k, _)| *k).collect(),
+            others: f.each_message().map(|(k, _)| *k).collect(),
+            other_spans: f.each_message().map(|(_, m)| u64::from(m.spans)).sum(),
             ..PlainDelivered::default()
         }
     }

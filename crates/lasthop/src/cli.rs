@@ -340,9 +340,11 @@ pub struct ReportArgs {
     /// Exit with status 3 when any message was lost.
     #[arg(long)]
     pub fail_on_loss: bool,
-    /// Spans judged at once when reading the store: a larger window is
-    /// judged a share of its messages at a time (two passes), which bounds
-    /// memory to about this many spans.
+    /// Spans whose records are judged at once when reading the store
+    /// (about a kilobyte each). Messages plainly delivered are counted from
+    /// fast fields, 8 times this many spans at a time (a few dozen bytes
+    /// each); a larger window is read a share of its messages at a time, so
+    /// memory follows this, not the window's length.
     #[arg(long, default_value_t = 2_000_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub share_spans: u64,
     /// Judge every message from its records, also those whose columns

@@ -205,12 +205,13 @@ impl SpanStore {
     /// Folds the facts of the spans of `share` that started in
     /// `[start_ns, end_ns)`: per segment (in parallel), `init` makes a state
     /// from the segment's message keys and `add` adds each chunk to it.
-    /// Spans without a message id are in every share. Returns the states,
-    /// one per segment.
+    /// Spans without a message id are in every share. With no share, every
+    /// span is folded as if it had no message id (no key is computed).
+    /// Returns the states, one per segment.
     pub fn fold_facts<S: Send>(
         &self,
         (start_ns, end_ns): (u64, u64),
-        share: Share,
+        share: Option<Share>,
         names: &Names,
         init: impl Fn(&[MessageKey]) -> S + Sync,
         add: impl Fn(&mut S, &[MessageKey], &FactBatch) + Sync,
@@ -221,7 +222,13 @@ impl SpanStore {
             .segment_readers()
             .par_iter()
             .map(|segment| {
-                let keys = Mapped::open(segment, "message_id", xxhash_rust::xxh3::xxh3_128)?;
+                let keys = match share {
+                    Some(_) => Mapped::open(segment, "message_id", xxhash_rust::xxh3::xxh3_128)?,
+                    None => Mapped {
+                        ords: None,
+                        values: Vec::new(),
+                    },
+                };
                 fold_segment(
                     segment,
                     (start_ns, end_ns),
@@ -241,7 +248,7 @@ impl SpanStore {
 fn fold_segment<S>(
     segment: &SegmentReader,
     (lo, hi): (u64, u64),
-    share: Share,
+    share: Option<Share>,
     names: &Names,
     keys: &Mapped<MessageKey>,
     init: impl Fn(&[MessageKey]) -> S,
@@ -258,7 +265,9 @@ fn fold_segment<S>(
     let broker = Mapped::open(segment, "broker", name)?;
     let error_type = Mapped::open(segment, "error_type", |_| true)?;
     // Which of the segment's messages are in the share, by ordinal.
-    let in_share: Vec<bool> = keys.values.iter().map(|&k| share.holds_key(k)).collect();
+    let in_share: Vec<bool> = (keys.values.iter())
+        .map(|&k| share.is_some_and(|s| s.holds_key(k)))
+        .collect();
     let message = Mapped {
         ords: keys.ords.clone(),
         values: in_share

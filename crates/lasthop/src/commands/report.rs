@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use lasthop_analyzer::facts::{PlainDelivered, WindowFacts};
+use lasthop_analyzer::facts::{KeySet, PlainDelivered, WindowFacts};
 use lasthop_analyzer::report::{self, ReportBuilder, Window};
 use lasthop_analyzer::{Evidence, Globals, Options};
 use lasthop_collector::{Share, SpanStore};
@@ -111,91 +111,134 @@ fn progress_bar(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// What the whole window `[lo, hi)` says about the groups ([`Globals`]),
-/// gathered share by share from fast-field facts; the facts themselves when
-/// the window is one share. A window with more consumers than facts can tell
-/// apart is read from records instead (`None` then: no plain path).
-fn window_globals(
-    store: &SpanStore,
-    window: (u64, u64),
-    of: u32,
-) -> anyhow::Result<(Globals, Option<Option<WindowFacts>>)> {
-    let mut globals = Globals::default();
-    let mut only_share = None;
-    for index in 0..of {
-        let facts = WindowFacts::read(store, window, Share { index, of })?;
-        if facts.too_many_consumers {
-            eprintln!("more than 64 (group, topic) pairs: judging every message from its records");
-            let mut globals = Globals::default();
-            for index in 0..of {
-                let (lo, hi) = window;
-                let parts =
-                    store.records_in_window(lo, hi, Share { index, of }, &|_| false, &|_| {})?;
-                globals.absorb(&Evidence::of(parts.iter().flatten()));
-            }
-            return Ok((globals, None));
-        }
-        globals.absorb_facts(&facts);
-        if of == 1 {
-            only_share = Some(facts);
-        }
-    }
-    Ok((globals, Some(only_share)))
-}
-
-/// Judges every message of the store's window `[lo, hi)`, about
-/// `share_spans` spans at a time: with more spans than that, the window's
-/// messages are split into shares by message key. A first pass gathers what
-/// each group did over the whole window ([`Globals`], from fast-field facts
-/// only). Then, per share, the messages whose facts show them plainly
-/// delivered are counted without reading a record ([`PlainDelivered`]) and
-/// the others' records are read and judged by the rules, with the window's
-/// facts. Spans without a message id are read by every share. `read_all`
-/// judges every message from its records.
-fn judge_store(
+/// Judges every message of the store's window `[lo, hi)` from records:
+/// what the groups did over the window ([`Globals`]) first, then the
+/// messages a share at a time. For windows whose facts cannot tell their
+/// consumers apart.
+fn judge_records(
     store: &SpanStore,
     (lo, hi): (u64, u64),
+    of: u32,
+    options: &Options,
+    builder: &mut ReportBuilder,
+) -> anyhow::Result<()> {
+    let mut globals = Globals::default();
+    let share = |index| Share { index, of };
+    for index in 0..of {
+        let parts = store.records_in_window(lo, hi, share(index), &|_| false, &|_| {})?;
+        globals.absorb(&Evidence::of(parts.iter().flatten()));
+    }
+    for index in 0..of {
+        let parts = store.records_in_window(lo, hi, share(index), &|_| false, &|_| {})?;
+        let evidence = Evidence::with_globals(parts.iter().flatten(), &globals);
+        builder.add(&lasthop_analyzer::analyze(&evidence, options))?;
+    }
+    Ok(())
+}
+
+/// How many spans the fast-field pass reads at once for each span whose
+/// record is judged at once: a span's facts take a few dozen bytes, its
+/// record and evidence about a kilobyte.
+const FACTS_PER_RECORDS: u64 = 8;
+
+/// The messages to read from records, in batches of about `share_spans`
+/// spans: shares' other messages together while they fit, a share with more
+/// split by key.
+fn record_batches(shares: Vec<PlainDelivered>, share_spans: u64) -> Vec<KeySet> {
+    let mut pieces = Vec::new();
+    for plain in shares {
+        let parts = plain.other_spans.div_ceil(share_spans).max(1);
+        if parts == 1 {
+            pieces.push((plain.others, plain.other_spans));
+            continue;
+        }
+        let mut split = vec![KeySet::default(); parts as usize];
+        for key in plain.others {
+            split[((key >> 64) as u64 % parts) as usize].insert(key);
+        }
+        pieces.extend(split.into_iter().map(|p| (p, plain.other_spans / parts)));
+    }
+    let mut batches: Vec<(KeySet, u64)> = vec![Default::default()];
+    for (keys, spans) in pieces {
+        let last = batches.last_mut().expect("one batch at least");
+        if last.1 > 0 && last.1 + spans > share_spans {
+            batches.push((keys, spans));
+        } else {
+            last.0.extend(keys);
+            last.1 += spans;
+        }
+    }
+    batches.into_iter().map(|(keys, _)| keys).collect()
+}
+
+/// Judges every message of the store's window `[lo, hi)` with memory for
+/// about `share_spans` spans' records: with more spans than
+/// [`FACTS_PER_RECORDS`] times that, the window's messages are split into
+/// shares by message key.
+///
+/// 1. From fast fields only, no record read: which groups consume each topic
+///    (skipped with one share, whose facts say it), then per share the
+///    [`WindowFacts`]: they add to the window's [`Globals`], and the messages
+///    they show plainly delivered are counted ([`PlainDelivered`]).
+/// 2. The other messages' records are read in batches of about
+///    `share_spans` spans ([`record_batches`]), each with every span without
+///    a message id, and judged by the rules with the window's facts.
+///
+/// `read_all` judges every message from its records.
+fn judge_store(
+    store: &SpanStore,
+    window: (u64, u64),
     share_spans: u64,
     options: &Options,
     read_all: bool,
 ) -> anyhow::Result<ReportBuilder> {
     // Every pass reads the same commit, however a collector goes on writing.
     let store = &store.pinned();
+    let (lo, hi) = window;
     let total = store.count_in_window(lo, hi)?;
-    let of = u32::try_from(total.div_ceil(share_spans).max(1)).context("window too large")?;
-    let share = |index| Share { index, of };
-    let (globals, facts) = window_globals(store, (lo, hi), of)?;
-    let (by_facts, mut only_share) = match facts {
-        Some(only_share) => (!read_all, only_share),
-        None => (false, None),
-    };
+    let facts_spans = share_spans.saturating_mul(FACTS_PER_RECORDS);
+    let of = u32::try_from(total.div_ceil(facts_spans).max(1)).context("window too large")?;
     let mut builder = ReportBuilder::new();
     let bar = progress_bar(total, "judging");
+    let mut globals = Globals::default();
+    if of > 1 {
+        globals.absorb_facts(&WindowFacts::read(store, window, None)?);
+    }
+    let mut others = Vec::new();
     for index in 0..of {
-        let plain = if by_facts {
-            let facts = match only_share.take() {
-                Some(facts) => facts,
-                None => WindowFacts::read(store, (lo, hi), share(index))?,
-            };
-            Some(PlainDelivered::find(&facts, &globals, &options.groups))
-        } else {
-            None
-        };
-        if let Some(plain) = &plain {
-            builder.add_plain(plain);
-            bar.inc(plain.spans);
+        let facts = WindowFacts::read(store, window, Some(Share { index, of }))?;
+        if facts.too_many_consumers {
+            bar.finish_and_clear();
+            eprintln!("more than 64 (group, topic) pairs: judging every message from its records");
+            let mut builder = ReportBuilder::new();
+            judge_records(store, window, of, options, &mut builder)?;
+            return Ok(builder);
         }
-        // The bar counts each span once: those without a message id in the first share only.
+        globals.absorb_facts(&facts);
+        let plain = if read_all {
+            PlainDelivered::none(&facts)
+        } else {
+            PlainDelivered::find(&facts, &globals, &options.groups)
+        };
+        builder.add_plain(&plain);
+        bar.inc(plain.spans);
+        others.push(plain);
+    }
+    for (first, wanted) in record_batches(others, share_spans)
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (i == 0, b))
+    {
+        // The bar counts each span once: those without a message id in the first batch only.
         let counted = |part: &[SpanRecord]| {
             let n = part
                 .iter()
-                .filter(|s| s.message_id.is_some() || index == 0)
+                .filter(|s| s.message_id.is_some() || first)
                 .count();
             bar.inc(n as u64);
         };
-        // The facts saw every message of the share (same commit): read the others.
-        let skip = |key| plain.as_ref().is_some_and(|p| !p.others.contains(&key));
-        let parts = store.records_in_window(lo, hi, share(index), &skip, &counted)?;
+        let skip = |key| !wanted.contains(&key);
+        let parts = store.records_in_window(lo, hi, Share::ALL, &skip, &counted)?;
         let evidence = Evidence::with_globals(parts.iter().flatten(), &globals);
         builder.add(&lasthop_analyzer::analyze(&evidence, options))?;
     }
@@ -248,4 +291,37 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn share(keys: std::ops::Range<u128>, spans_each: u64) -> PlainDelivered {
+        let others: KeySet = keys
+            .map(|k| k.wrapping_mul(0x9e37_79b9_7f4a_7c15) << 64 | k)
+            .collect();
+        PlainDelivered {
+            other_spans: others.len() as u64 * spans_each,
+            others,
+            ..PlainDelivered::default()
+        }
+    }
+
+    #[test]
+    fn record_batches_hold_every_other_message_once_within_the_budget() {
+        // Two small shares fit together; a large one is split by key.
+        let shares = vec![share(0..10, 4), share(10..20, 4), share(20..1020, 4)];
+        let batches = record_batches(shares, 100);
+        let mut seen: Vec<u128> = batches.iter().flatten().map(|k| k & 0xffff).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..1020).collect::<Vec<_>>());
+        assert_eq!(batches[0].len(), 20, "the two small shares together");
+        assert!(batches.len() >= 40, "4000 spans in batches of about 100");
+        assert!(
+            batches.iter().all(|b| b.len() * 4 <= 200),
+            "{:?}",
+            batches.iter().map(|b| b.len()).collect::<Vec<_>>()
+        );
+    }
 }

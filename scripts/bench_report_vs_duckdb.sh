@@ -2,10 +2,12 @@
 # `lasthop report` over N generated spans against DuckDB running the
 # per-message query on the same spans exported to Parquet, in one run.
 #
-#   scripts/bench_report_vs_duckdb.sh [SPANS] [WORK_DIR]
+#   scripts/bench_report_vs_duckdb.sh [SPANS] [WORK_DIR] [FAIL_EVERY]
 #
 # SPANS defaults to 10000000 (4 spans per message: send, store, receive,
-# process). The spans are generated once by the collector benchmark (sent
+# process). With FAIL_EVERY N, every N-th message's process span is an
+# error, so that part of the history is not plainly delivered and lasthop
+# judges it from records. The spans are generated once by the collector benchmark (sent
 # over OTLP/gRPC into a real collector, which keeps its data); DuckDB builds
 # the same rows with the same formulas and writes them to Parquet. Each side
 # is timed with /usr/bin/time (wall clock and peak resident memory). DuckDB
@@ -14,18 +16,21 @@ set -euo pipefail
 
 SPANS=${1:-10000000}
 WORK=${2:-target/bench-report}
+FAIL_EVERY=${3:-0}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
-DATA="$WORK/data-$SPANS"
-PARQUET="$WORK/spans-$SPANS.parquet"
+SUFFIX=$SPANS
+if [ "$FAIL_EVERY" != 0 ]; then SUFFIX="$SPANS-fail$FAIL_EVERY"; fi
+DATA="$WORK/data-$SUFFIX"
+PARQUET="$WORK/spans-$SUFFIX.parquet"
 
 cd "$ROOT"
 cargo build --release -p lasthop
 if [ ! -d "$DATA/index" ]; then
   echo "generating $SPANS spans into $DATA (collector benchmark) ..."
   # --lookup-only: requests are built as they are sent, not all held first.
-  cargo bench -p lasthop-collector --bench collector -- --spans "$SPANS" --lookup-only --keep-data "$DATA" > "$WORK/generate.log"
+  cargo bench -p lasthop-collector --bench collector -- --spans "$SPANS" --lookup-only --keep-data "$DATA" --fail-every "$FAIL_EVERY" > "$WORK/generate-$SUFFIX.log"
 fi
 
 if [ ! -x "$WORK/venv/bin/python" ]; then
@@ -36,9 +41,10 @@ PY="$WORK/venv/bin/python"
 
 if [ ! -f "$PARQUET" ]; then
   echo "writing the same spans to $PARQUET ..."
-  "$PY" - "$SPANS" "$PARQUET" <<'EOF'
+  "$PY" - "$SPANS" "$PARQUET" "$FAIL_EVERY" <<'EOF'
 import sys, duckdb
-spans, out = int(sys.argv[1]), sys.argv[2]
+spans, out, fail_every = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+failed = f"k % 4 = 3 AND (k // 4) % {fail_every} = 0" if fail_every else "false"
 # The collector benchmark's generator (crates/collector/benches/collector.rs):
 # span k belongs to message k / 4 and is its hop k % 4.
 duckdb.sql(f"""
@@ -54,7 +60,7 @@ COPY (
     (k // 4) // 4 AS queue_offset,
     (k // 4) % 4 AS queue_id,
     1763700000000000000 + (k // 4) * 1000000 + (k % 4) * 1000 AS start_ns,
-    0 AS status
+    CASE WHEN {failed} THEN 2 ELSE 0 END AS status
   FROM range({spans}) t(k)
 ) TO '{out}' (FORMAT parquet)
 """)

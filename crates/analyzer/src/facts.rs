@@ -131,8 +131,10 @@ struct SegmentFold<'a> {
     /// Retry and dead-letter topics (`%...`) by name number.
     internal_topic: Vec<bool>,
     local_consumers: PlHashMap<(u32, u32), Option<u8>>,
-    slot_of_ord: Vec<u32>,
-    messages: Vec<(MessageKey, MessageState)>,
+    /// Where each dictionary ordinal's message is: part << 32 | position.
+    slot_of_ord: Vec<u64>,
+    /// The segment's messages, split by [`part_of`] as they are first seen.
+    messages: Vec<Vec<(MessageKey, MessageState)>>,
     covered: Coverage,
     consuming: PlHashSet<(u32, u32)>,
     last_processing: PlHashMap<(u32, u32), u64>,
@@ -146,8 +148,14 @@ impl<'a> SegmentFold<'a> {
             consumers,
             internal_topic: names.all().iter().map(|n| n.starts_with('%')).collect(),
             local_consumers: PlHashMap::default(),
-            slot_of_ord: vec![NONE; keys.len()],
-            messages: Vec::with_capacity(keys.len() / share_of.max(1) as usize),
+            slot_of_ord: vec![u64::MAX; keys.len()],
+            messages: {
+                // Room for what a part gets with near certainty (keys are
+                // uniform hashes), so that parts do not double their size.
+                let expected = (keys.len() / share_of.max(1) as usize / PARTS) as f64;
+                let room = (expected + 4.0 * expected.sqrt()) as usize + 16;
+                (0..PARTS).map(|_| Vec::with_capacity(room)).collect()
+            },
             covered: Coverage::default(),
             consuming: PlHashSet::default(),
             last_processing: PlHashMap::default(),
@@ -205,12 +213,13 @@ impl<'a> SegmentFold<'a> {
                 _ => 0,
             };
             let slot = &mut self.slot_of_ord[ord as usize];
-            if *slot == NONE {
-                *slot = self.messages.len() as u32;
-                self.messages
-                    .push((keys[ord as usize], MessageState::default()));
+            if *slot == u64::MAX {
+                let key = keys[ord as usize];
+                let part = &mut self.messages[part_of(key)];
+                *slot = (part_of(key) as u64) << 32 | part.len() as u64;
+                part.push((key, MessageState::default()));
             }
-            let m = &mut self.messages[*slot as usize].1;
+            let m = &mut self.messages[(*slot >> 32) as usize][(*slot & 0xffff_ffff) as usize].1;
             m.spans += 1;
             if topic != NONE
                 && !self
@@ -343,36 +352,34 @@ impl WindowFacts {
 /// Parts a window's messages are merged in (by the top bits of their keys).
 const PARTS: usize = 64;
 
-/// The messages of every run (one per segment), merged by key: each run is
-/// split by the top bits of its keys (runs in parallel), then each part is
-/// sorted and equal keys merged (parts in parallel). Keys are uniform
-/// hashes, so the parts are even, and small enough to sort in cache.
-/// Returns the parts, each sorted, in key order.
+/// The part of a message: the top bits of its key.
+fn part_of(key: MessageKey) -> usize {
+    (key >> (128 - PARTS.trailing_zeros())) as usize
+}
+
+/// The messages of every segment, already split by [`part_of`], merged by
+/// key: each part's pieces are put together, sorted and equal keys merged
+/// (parts in parallel). Keys are uniform hashes, so the parts are even, and
+/// small enough to sort in cache. Returns the parts, each sorted, in key
+/// order.
 fn merge_by_key(
-    runs: Vec<Vec<(MessageKey, MessageState)>>,
+    segments: Vec<Vec<Vec<(MessageKey, MessageState)>>>,
 ) -> Vec<Vec<(MessageKey, MessageState)>> {
-    let part = |k: MessageKey| (k >> (128 - PARTS.trailing_zeros())) as usize;
-    let split: Vec<Vec<Vec<(MessageKey, MessageState)>>> = runs
-        .into_par_iter()
-        .map(|run| {
-            let mut parts: Vec<Vec<_>> = (0..PARTS)
-                .map(|_| Vec::with_capacity(run.len() / PARTS + 1))
-                .collect();
-            for message in run {
-                parts[part(message.0)].push(message);
-            }
-            parts
-        })
-        .collect();
     let mut by_part: Vec<Vec<Vec<(MessageKey, MessageState)>>> = vec![Vec::new(); PARTS];
-    for parts in split {
+    for parts in segments {
         for (p, messages) in parts.into_iter().enumerate() {
             by_part[p].push(messages);
         }
     }
     by_part
         .into_par_iter()
-        .map(|pieces| {
+        .map(|mut pieces| {
+            if pieces.len() == 1 {
+                // One segment: its messages are already one per key.
+                let mut messages = pieces.pop().unwrap_or_default();
+                messages.sort_unstable_by_key(|(k, _)| *k);
+                return messages;
+            }
             let mut messages = Vec::with_capacity(pieces.iter().map(Vec::len).sum());
             for piece in pieces {
                 messages.extend(piece);

@@ -1,7 +1,7 @@
 //! Collector throughput and lookup latency (DESIGN section 9).
 //!
 //! ```text
-//! cargo bench -p lasthop-collector --bench collector -- [--spans N] [--lookup-only] [--clients C]
+//! cargo bench -p lasthop-collector --bench collector -- [--spans N] [--lookup-only] [--clients C] [--keep-data DIR] [--fail-every N]
 //! ```
 //!
 //! 1. Reference: bare tantivy indexing of the same span records (documents
@@ -15,7 +15,7 @@
 //! generated while sending (for sizes that do not fit in memory twice).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use lasthop_collector::normalize::normalize_request;
@@ -24,7 +24,9 @@ use lasthop_collector::{CollectorConfig, SpanStore, server};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::{
+    ResourceSpans, ScopeSpans, Span, Status as SpanStatus,
+};
 
 /// The same allocator as the `lasthop` binary.
 #[global_allocator]
@@ -43,6 +45,10 @@ struct Args {
     keep_data: Option<std::path::PathBuf>,
 }
 
+/// With `--fail-every N`, every N-th message's `process` span is an error
+/// (a history with losses to judge; 0: none).
+static FAIL_EVERY: AtomicU64 = AtomicU64::new(0);
+
 fn args() -> Args {
     let mut a = Args {
         spans: 1_000_000,
@@ -57,6 +63,12 @@ fn args() -> Args {
             "--clients" => a.clients = it.next().and_then(|v| v.parse().ok()).expect("--clients N"),
             "--lookup-only" => a.lookup_only = true,
             "--keep-data" => a.keep_data = it.next().map(Into::into),
+            "--fail-every" => FAIL_EVERY.store(
+                it.next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--fail-every N"),
+                Ordering::Relaxed,
+            ),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -123,7 +135,16 @@ fn request(n: usize, total_spans: usize) -> ExportTraceServiceRequest {
             if hop == "receive" || hop == "process" {
                 attributes.push(kv("messaging.consumer.group.name", s("red-packet".into())));
             }
+            let fail_every = FAIL_EVERY.load(Ordering::Relaxed);
+            let failed = hop == "process" && fail_every > 0 && message % fail_every == 0;
+            if failed {
+                attributes.push(kv("error.type", s("RedPacketServiceTimeout".into())));
+            }
             Span {
+                status: failed.then(|| SpanStatus {
+                    code: 2,
+                    message: "red packet service timed out".into(),
+                }),
                 trace_id: trace_id(message),
                 span_id: (k as u64 + 1).to_be_bytes().to_vec(),
                 name: format!("order_paid {hop}"),

@@ -136,7 +136,7 @@ fn request(n: usize, total_spans: usize) -> ExportTraceServiceRequest {
                 attributes.push(kv("messaging.consumer.group.name", s("red-packet".into())));
             }
             let fail_every = FAIL_EVERY.load(Ordering::Relaxed);
-            let failed = hop == "process" && fail_every > 0 && message % fail_every == 0;
+            let failed = hop == "process" && fail_every > 0 && message.is_multiple_of(fail_every);
             if failed {
                 attributes.push(kv("error.type", s("RedPacketServiceTimeout".into())));
             }

@@ -67,14 +67,7 @@ COPY (
 EOF
 fi
 
-echo
-echo "== lasthop report ($SPANS spans)"
-/usr/bin/time -f "lasthop: %e s wall, %M KiB peak RSS" \
-  target/release/lasthop report --data "$DATA" --grace 0 --format json --out "$WORK/report.json"
-
-echo
-echo "== DuckDB, the per-message query over Parquet ($SPANS spans)"
-/usr/bin/time -f "duckdb: %e s wall, %M KiB peak RSS" "$PY" - "$PARQUET" <<'EOF'
+cat > "$WORK/duckdb_query.py" <<'EOF'
 import sys, duckdb
 # Per message and group: which hops it reached, then a verdict, then totals:
 # the shape of lasthop's per-message evaluation.
@@ -99,5 +92,27 @@ FROM per_message GROUP BY verdict ORDER BY verdict
 """).fetchall()
 print(rows)
 EOF
+
+# The two engines alternate, RUNS times each (the machine is a shared VM);
+# the figures are the medians.
+RUNS=${RUNS:-5}
+: > "$WORK/times-$SUFFIX.txt"
+for i in $(seq "$RUNS"); do
+  /usr/bin/time -a -o "$WORK/times-$SUFFIX.txt" -f "lasthop %e %M" \
+    target/release/lasthop report --data "$DATA" --grace 0 --format json --out "$WORK/report.json" 2>/dev/null
+  /usr/bin/time -a -o "$WORK/times-$SUFFIX.txt" -f "duckdb %e %M" \
+    "$PY" "$WORK/duckdb_query.py" "$PARQUET" > "$WORK/duckdb.txt"
+done
+echo
+echo "== $SPANS spans (fail every: $FAIL_EVERY), $RUNS runs each, medians"
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+for engine in lasthop duckdb; do
+  rows=$(grep "^$engine " "$WORK/times-$SUFFIX.txt")
+  wall=$(echo "$rows" | awk '{ print $2 }' | median)
+  range=$(echo "$rows" | awk '{ print $2 }' | sort -n | sed -n '1p;$p' | paste -sd ' ')
+  rss=$(echo "$rows" | awk '{ print $3 }' | median)
+  echo "$engine: $wall s wall (median; fastest and slowest: $range), $rss KiB peak RSS (median)"
+done
+echo "duckdb: $(cat "$WORK/duckdb.txt")"
 echo
 "$PY" -c "import json; r = json.load(open('$WORK/report.json')); print('lasthop:', r['totals'])"

@@ -347,6 +347,16 @@ pub struct ReportArgs {
     /// memory follows this, not the window's length.
     #[arg(long, default_value_t = 2_000_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub share_spans: u64,
+    /// --input files larger than this in all (MiB) are first loaded into a
+    /// temporary store and judged from it like the store, so that memory
+    /// stays bounded however large they are; smaller ones are judged in
+    /// memory. 0 always loads them.
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    pub spool_above: u64,
+    /// Where that temporary store goes (it takes about 300 bytes per span
+    /// and is removed afterwards); the system's temporary directory by default.
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
     /// Judge every message from its records, also those whose columns
     /// already show them plainly delivered (slower; for checking).
     #[arg(long)]

@@ -273,6 +273,34 @@ fn report_over_files_counts_losses_and_fails_on_loss() {
     assert_eq!(v["totals"]["by_verdict"]["lost_at_send"], 1);
     assert_eq!(v["by_hop"]["send"], 1);
     assert_eq!(v["lost_messages"][0]["keys"][0], "ORDER_2");
+    // Loaded into a temporary store first (as large inputs are): the same report.
+    let spool = dir.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    let out = lasthop()
+        .args([
+            "report",
+            "--format",
+            "json",
+            "--spool-above",
+            "0",
+            "--spool-dir",
+        ])
+        .arg(&spool)
+        .arg("--input")
+        .arg(&trace)
+        .arg(&log)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("temporary store"), "{stderr}");
+    let spooled: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(spooled, v);
+    assert_eq!(
+        std::fs::read_dir(&spool).unwrap().count(),
+        0,
+        "temporary store removed"
+    );
     let md = dir.path().join("r.md");
     let out = lasthop()
         .args(["report", "--format", "markdown", "--out"])

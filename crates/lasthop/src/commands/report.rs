@@ -10,10 +10,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lasthop_analyzer::facts::{KeySet, PlainDelivered, WindowFacts};
 use lasthop_analyzer::report::{self, ReportBuilder, Window};
 use lasthop_analyzer::{Evidence, Globals, Options};
-use lasthop_collector::{Share, SpanStore};
+use lasthop_collector::{Pipeline, PipelineOptions, Share, SpanStore};
 use lasthop_vocab::SpanRecord;
 
 use crate::cli::{ReportArgs, ReportFormat};
+use crate::commands::ingest::load_files;
 
 /// Most spans read through a collector's API for one report.
 const MAX_SPANS: usize = 5_000_000;
@@ -36,7 +37,7 @@ fn fetch_window(
 ) -> anyhow::Result<Vec<SpanRecord>> {
     let endpoint = format!("{}/api/spans", url.trim_end_matches('/'));
     let mut query = vec![
-        ("limit", MAX_SPANS.to_string()),
+        ("limit", (MAX_SPANS + 1).to_string()),
         ("start_ns", since.unwrap_or(0).to_string()),
     ];
     if let Some(until) = until {
@@ -59,8 +60,17 @@ fn fetch_window(
                 .unwrap_or("no reason given")
         );
     }
-    serde_json::from_value(body["spans"].clone())
-        .with_context(|| format!("{endpoint} sent spans lasthop cannot read"))
+    let spans: Vec<SpanRecord> = serde_json::from_value(body["spans"].clone())
+        .with_context(|| format!("{endpoint} sent spans lasthop cannot read"))?;
+    if spans.len() > MAX_SPANS {
+        // A part of a window would give a wrong report, not a smaller one.
+        bail!(
+            "the window holds more than {MAX_SPANS} spans, more than a report through --server \
+             reads: narrow it with --since and --until, or run the report with --data where \
+             the collector keeps its data"
+        );
+    }
+    Ok(spans)
 }
 
 /// The spans of a window from a collector (`--server`) or from files (`--input`).
@@ -97,6 +107,35 @@ fn read_spans(
     }
     spans.retain(|s| since.is_none_or(|t| s.start_ns >= t) && until.is_none_or(|t| s.start_ns < t));
     Ok(spans)
+}
+
+/// The --input files loaded into a temporary store (removed when the
+/// returned directory is dropped), so that they are judged like the store,
+/// with bounded memory.
+fn spool(args: &ReportArgs, input_bytes: u64) -> anyhow::Result<(SpanStore, tempfile::TempDir)> {
+    let parent = args.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::Builder::new()
+        .prefix("lasthop-report-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("cannot make a temporary store in {}", parent.display()))?;
+    eprintln!(
+        "inputs hold {} MiB: loading them into a temporary store in {} to judge them with bounded memory",
+        input_bytes >> 20,
+        dir.path().display()
+    );
+    let pipeline = Pipeline::open(dir.path(), PipelineOptions::default())
+        .with_context(|| format!("cannot open a store in {}", dir.path().display()))?;
+    let loaded = load_files(
+        &pipeline,
+        &args.inputs,
+        args.input_format.map(|f| f.reader()),
+    )?;
+    pipeline.shutdown();
+    if loaded.spans == 0 && loaded.bad + loaded.unreadable > 0 {
+        bail!("no input could be read");
+    }
+    let store = SpanStore::open(dir.path())?;
+    Ok((store, dir))
 }
 
 /// A bar on stderr when it is a terminal (nothing otherwise).
@@ -258,10 +297,24 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         since: args.since.clone(),
         until: args.until.clone(),
     };
+    let window_ns = (since.unwrap_or(0), until.unwrap_or(u64::MAX));
+    let input_bytes: u64 = (args.inputs.iter())
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
     let report = if args.server.is_none() && args.inputs.is_empty() {
         let store = SpanStore::open(&args.data.path)?;
-        let window_ns = (since.unwrap_or(0), until.unwrap_or(u64::MAX));
         judge_store(&store, window_ns, args.share_spans, &options, args.read_all)?.finish(window)
+    } else if !args.inputs.is_empty() && input_bytes > args.spool_above << 20 {
+        let store = spool(&args, input_bytes)?;
+        judge_store(
+            &store.0,
+            window_ns,
+            args.share_spans,
+            &options,
+            args.read_all,
+        )?
+        .finish(window)
     } else {
         let spans = read_spans(&args, since, until)?;
         let verdicts = lasthop_analyzer::analyze(&Evidence::new(&spans), &options);

@@ -170,6 +170,25 @@ impl<T: Copy> Mapped<T> {
         })
     }
 
+    /// Every term of a string fast field mapped to `value`, without reading
+    /// the dictionary.
+    pub(super) fn constant(
+        segment: &SegmentReader,
+        field: &str,
+        value: T,
+    ) -> Result<Mapped<T>, StoreError> {
+        Ok(match segment.fast_fields().str(field)? {
+            Some(column) => Mapped {
+                values: vec![value; column.num_terms()],
+                ords: Some(column.ords().clone()),
+            },
+            None => Mapped {
+                ords: None,
+                values: Vec::new(),
+            },
+        })
+    }
+
     /// The mapped first value of a document.
     pub(super) fn first(&self, doc: DocId) -> Option<T> {
         let ord = self.ords.as_ref()?.first(doc)?;

@@ -28,7 +28,7 @@ use tantivy::{
 pub use facts::{FactBatch, MessageKey, NONE, Names, message_key};
 pub use scan::{ScanColumns, ScanRow};
 pub use schema::SpanSchema;
-pub use window::Share;
+pub use window::{Messages, Share};
 
 /// Most spans one lookup returns.
 pub const LOOKUP_LIMIT: usize = 100_000;

@@ -47,6 +47,18 @@ impl Share {
     }
 }
 
+/// Whose spans a read of a window's records takes; spans without a message
+/// id are always taken.
+#[derive(Clone, Copy)]
+pub enum Messages<'a> {
+    /// The messages of a share.
+    In(Share),
+    /// The messages whose keys this chooses.
+    Chosen(&'a (dyn Fn(MessageKey) -> bool + Sync)),
+    /// No message: only spans without a message id (no key is computed).
+    NoMessage,
+}
+
 impl SpanStore {
     /// How many spans started in `[start_ns, end_ns)`.
     pub fn count_in_window(&self, start_ns: u64, end_ns: u64) -> Result<u64, StoreError> {
@@ -54,16 +66,15 @@ impl SpanStore {
         Ok(self.searcher().search(query.as_ref(), &Count)? as u64)
     }
 
-    /// Every span that started in `[start_ns, end_ns)` and is read in
-    /// `share`, but those of the messages whose keys `skip` names, one part per segment, in no particular order. Segments are
-    /// read in parallel (rayon); only the chosen spans' records are read from
-    /// the document store. `progress` hears each part as it is read.
+    /// The spans of `messages` that started in `[start_ns, end_ns)`, one
+    /// part per segment, in no particular order. Segments are read in
+    /// parallel (rayon); only the chosen spans' records are read from the
+    /// document store. `progress` hears each part as it is read.
     pub fn records_in_window(
         &self,
         start_ns: u64,
         end_ns: u64,
-        share: Share,
-        skip: &(dyn Fn(MessageKey) -> bool + Sync),
+        messages: Messages<'_>,
         progress: &(dyn Fn(&[SpanRecord]) + Sync),
     ) -> Result<Vec<Vec<SpanRecord>>, StoreError> {
         use rayon::prelude::*;
@@ -72,7 +83,7 @@ impl SpanStore {
             .segment_readers()
             .par_iter()
             .map(|segment| {
-                let part = self.segment_records(segment, start_ns, end_ns, share, skip)?;
+                let part = self.segment_records(segment, start_ns, end_ns, messages)?;
                 progress(&part);
                 Ok(part)
             })
@@ -85,15 +96,18 @@ impl SpanStore {
         segment: &tantivy::SegmentReader,
         start_ns: u64,
         end_ns: u64,
-        share: Share,
-        skip: &(dyn Fn(MessageKey) -> bool + Sync),
+        messages: Messages<'_>,
     ) -> Result<Vec<SpanRecord>, StoreError> {
         let start = segment.fast_fields().column_opt::<u64>("start_ns")?;
         // Whether each message of this segment's dictionary is read, computed once.
-        let read = Mapped::open(segment, "message_id", |id| {
-            let key = xxhash_rust::xxh3::xxh3_128(id);
-            share.holds_key(key) && !skip(key)
-        })?;
+        let key = xxhash_rust::xxh3::xxh3_128;
+        let read = match messages {
+            Messages::In(share) => {
+                Mapped::open(segment, "message_id", |id| share.holds_key(key(id)))?
+            }
+            Messages::Chosen(chosen) => Mapped::open(segment, "message_id", |id| chosen(key(id)))?,
+            Messages::NoMessage => Mapped::constant(segment, "message_id", false)?,
+        };
         let store = segment.get_store_reader(64)?;
         let alive = segment.alive_bitset();
         let chosen = |doc: DocId| {

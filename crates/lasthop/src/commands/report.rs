@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lasthop_analyzer::facts::{KeySet, PlainDelivered, WindowFacts};
 use lasthop_analyzer::report::{self, ReportBuilder, Window};
 use lasthop_analyzer::{Evidence, Globals, Options};
-use lasthop_collector::{Pipeline, PipelineOptions, Share, SpanStore};
+use lasthop_collector::{Messages, Pipeline, PipelineOptions, Share, SpanStore};
 use lasthop_vocab::SpanRecord;
 
 use crate::cli::{ReportArgs, ReportFormat};
@@ -164,11 +164,11 @@ fn judge_records(
     let mut globals = Globals::default();
     let share = |index| Share { index, of };
     for index in 0..of {
-        let parts = store.records_in_window(lo, hi, share(index), &|_| false, &|_| {})?;
+        let parts = store.records_in_window(lo, hi, Messages::In(share(index)), &|_| {})?;
         globals.absorb(&Evidence::of(parts.iter().flatten()));
     }
     for index in 0..of {
-        let parts = store.records_in_window(lo, hi, share(index), &|_| false, &|_| {})?;
+        let parts = store.records_in_window(lo, hi, Messages::In(share(index)), &|_| {})?;
         let evidence = Evidence::with_globals(parts.iter().flatten(), &globals);
         builder.add(&lasthop_analyzer::analyze(&evidence, options))?;
     }
@@ -276,8 +276,12 @@ fn judge_store(
                 .count();
             bar.inc(n as u64);
         };
-        let skip = |key| !wanted.contains(&key);
-        let parts = store.records_in_window(lo, hi, Share::ALL, &skip, &counted)?;
+        let chosen = |key| wanted.contains(&key);
+        let messages = match wanted.is_empty() {
+            true => Messages::NoMessage,
+            false => Messages::Chosen(&chosen),
+        };
+        let parts = store.records_in_window(lo, hi, messages, &counted)?;
         let evidence = Evidence::with_globals(parts.iter().flatten(), &globals);
         builder.add(&lasthop_analyzer::analyze(&evidence, options))?;
     }

@@ -1,6 +1,11 @@
 //! The report's counts over judged messages, with polars: group-bys over
 //! one row per message and group.
 //!
+//! The per-message facts of a whole window are not here but in `facts.rs`,
+//! a dense fold by dictionary ordinal: polars over the span columns (string
+//! columns, group-bys, a join of first sends to processing) took 18 s for 10
+//! million spans where DuckDB takes 0.7 s; the fold takes 0.6 s.
+//!
 //! The eager group-by aggregations are deprecated in favour of the lazy API,
 //! but polars 0.53's lazy group-by needs its streaming engine even when run
 //! in memory (it panics without the `new_streaming` feature), which would

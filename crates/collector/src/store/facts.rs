@@ -37,7 +37,7 @@ pub fn message_key(message_id: &str) -> MessageKey {
 pub const NONE: u32 = u32::MAX;
 
 /// Documents read per chunk.
-const CHUNK: u32 = 8192;
+pub(super) const CHUNK: u32 = 8192;
 
 /// Small strings (groups, topics, brokers) numbered in order of first sight.
 #[derive(Debug, Default)]
@@ -189,14 +189,14 @@ impl<T: Copy> Mapped<T> {
         })
     }
 
-    /// The mapped first value of a document.
-    pub(super) fn first(&self, doc: DocId) -> Option<T> {
-        let ord = self.ords.as_ref()?.first(doc)?;
-        self.values.get(ord as usize).copied()
-    }
-
     /// The mapped first value of each of `docs`, or `none`.
-    fn read(&self, docs: &[DocId], buf: &mut Vec<Option<u64>>, none: T, out: &mut Vec<T>) {
+    pub(super) fn read(
+        &self,
+        docs: &[DocId],
+        buf: &mut Vec<Option<u64>>,
+        none: T,
+        out: &mut Vec<T>,
+    ) {
         out.clear();
         let Some(ords) = &self.ords else {
             out.resize(docs.len(), none);
@@ -212,7 +212,11 @@ impl<T: Copy> Mapped<T> {
     }
 }
 
-fn read_numbers(column: &Option<Column<u64>>, docs: &[DocId], out: &mut Vec<Option<u64>>) {
+pub(super) fn read_numbers(
+    column: &Option<Column<u64>>,
+    docs: &[DocId],
+    out: &mut Vec<Option<u64>>,
+) {
     out.clear();
     out.resize(docs.len(), None);
     if let Some(c) = column {

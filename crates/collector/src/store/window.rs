@@ -7,12 +7,12 @@
 //! share reads them. The hash (FNV-1a) is fixed, so a message is in the same
 //! share in every pass and every process.
 
+use tantivy::TantivyDocument;
 use tantivy::collector::Count;
-use tantivy::{DocId, TantivyDocument};
 
 use lasthop_vocab::SpanRecord;
 
-use super::facts::{Mapped, MessageKey, message_key};
+use super::facts::{CHUNK, Mapped, MessageKey, message_key, read_numbers};
 use super::{SpanStore, StoreError};
 
 /// One of `of` parts of a window's messages.
@@ -110,17 +110,27 @@ impl SpanStore {
         };
         let store = segment.get_store_reader(64)?;
         let alive = segment.alive_bitset();
-        let chosen = |doc: DocId| {
-            let t = start.as_ref().and_then(|c| c.first(doc)).unwrap_or(0);
-            if t < start_ns || t >= end_ns || alive.is_some_and(|a| !a.is_alive(doc)) {
-                return false;
-            }
-            read.first(doc).is_none_or(|yes| yes)
-        };
         let mut out = Vec::new();
-        for doc in (0..segment.max_doc()).filter(|d| chosen(*d)) {
-            let document: TantivyDocument = store.get(doc)?;
-            out.push(self.decode(&document)?);
+        // Documents chosen a chunk at a time, from the columns.
+        let (mut docs, mut times, mut ords, mut wanted) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let max_doc = segment.max_doc();
+        let mut first = 0;
+        while first < max_doc {
+            let last = max_doc.min(first.saturating_add(CHUNK));
+            docs.clear();
+            docs.extend((first..last).filter(|&d| alive.is_none_or(|a| a.is_alive(d))));
+            first = last;
+            read_numbers(&start, &docs, &mut times);
+            // A span without a message id is always read.
+            read.read(&docs, &mut ords, true, &mut wanted);
+            for ((&doc, t), &yes) in docs.iter().zip(&times).zip(&wanted) {
+                let t = t.unwrap_or(0);
+                if yes && t >= start_ns && t < end_ns {
+                    let document: TantivyDocument = store.get(doc)?;
+                    out.push(self.decode(&document)?);
+                }
+            }
         }
         Ok(out)
     }

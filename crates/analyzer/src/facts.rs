@@ -17,7 +17,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use lasthop_collector::{FactBatch, MessageKey, NONE, Names, Share, SpanStore, StoreError};
+use lasthop_collector::{
+    FactBatch, MessageKey, NONE, Names, Share, ShareMemo, SpanStore, StoreError,
+};
 
 use lasthop_vocab::{Hop, SpanRecord};
 use polars::prelude::{PlHashMap, PlHashSet};
@@ -131,8 +133,9 @@ struct SegmentFold<'a> {
     /// Retry and dead-letter topics (`%...`) by name number.
     internal_topic: Vec<bool>,
     local_consumers: PlHashMap<(u32, u32), Option<u8>>,
-    /// Where each dictionary ordinal's message is: part << 32 | position.
-    slot_of_ord: Vec<u64>,
+    /// Where each dictionary ordinal's message is: part << 26 | position
+    /// (a part of a segment holds at most 2^31 / 64 messages).
+    slot_of_ord: Vec<u32>,
     /// The segment's messages, split by [`part_of`] as they are first seen.
     messages: Vec<Vec<(MessageKey, MessageState)>>,
     covered: Coverage,
@@ -148,7 +151,7 @@ impl<'a> SegmentFold<'a> {
             consumers,
             internal_topic: names.all().iter().map(|n| n.starts_with('%')).collect(),
             local_consumers: PlHashMap::default(),
-            slot_of_ord: vec![u64::MAX; keys.len()],
+            slot_of_ord: vec![NONE; keys.len()],
             messages: {
                 // Room for what a part gets with near certainty (keys are
                 // uniform hashes), so that parts do not double their size.
@@ -213,13 +216,13 @@ impl<'a> SegmentFold<'a> {
                 _ => 0,
             };
             let slot = &mut self.slot_of_ord[ord as usize];
-            if *slot == u64::MAX {
+            if *slot == NONE {
                 let key = keys[ord as usize];
                 let part = &mut self.messages[part_of(key)];
-                *slot = (part_of(key) as u64) << 32 | part.len() as u64;
+                *slot = (part_of(key) as u32) << 26 | part.len() as u32;
                 part.push((key, MessageState::default()));
             }
-            let m = &mut self.messages[(*slot >> 32) as usize][(*slot & 0xffff_ffff) as usize].1;
+            let m = &mut self.messages[(*slot >> 26) as usize][(*slot & 0x3ff_ffff) as usize].1;
             m.spans += 1;
             if topic != NONE
                 && !self
@@ -278,17 +281,20 @@ impl WindowFacts {
     /// The facts of the spans of `share` that started in `window`, from
     /// the store's fast fields. With no share, only what does not need
     /// messages: the consumers of each topic, their last processing, the
-    /// flush and replicate coverage; no message is read.
+    /// flush and replicate coverage; no message is read. `memo` is shared by
+    /// the passes over one pinned store.
     pub fn read(
         store: &SpanStore,
         window: (u64, u64),
         share: Option<Share>,
+        memo: Option<&ShareMemo>,
     ) -> Result<Self, StoreError> {
         let names = Names::default();
         let consumers = Consumers::default();
         let folds = store.fold_facts(
             window,
             share,
+            memo,
             &names,
             |keys| SegmentFold::new(keys, &names, &consumers, share.map_or(1, |s| s.of)),
             |fold, keys, batch| fold.add(keys, batch),

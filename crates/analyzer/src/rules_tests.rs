@@ -714,15 +714,19 @@ fn facts_from_a_store_match_facts_from_records() {
     assert_eq!(plain.messages, 3);
     // Without messages: which groups consume each topic, for the plain test.
     let mut consumers = Globals::default();
-    consumers.absorb_facts(&WindowFacts::read(store, (0, u64::MAX), None).unwrap());
+    consumers.absorb_facts(&WindowFacts::read(store, (0, u64::MAX), None, None).unwrap());
     assert_eq!(consumers.groups_by_topic, globals.groups_by_topic);
     assert_eq!(consumers.last_processing, globals.last_processing);
-    for of in [1, 3] {
+    // With a memo, the passes after the first hash only their share's ids.
+    for (of, memoized) in [(1, false), (3, false), (3, true)] {
+        let memo = lasthop_collector::ShareMemo::default();
+        let memo = memoized.then_some(&memo);
         let mut from_store = Globals::default();
         let mut others = polars::prelude::PlHashSet::default();
         let (mut messages, mut verdicts, mut spans_counted, mut funnel) = (0, 0, 0, [0; 6]);
         for index in 0..of {
-            let facts = WindowFacts::read(store, (0, u64::MAX), Some(Share { index, of })).unwrap();
+            let facts =
+                WindowFacts::read(store, (0, u64::MAX), Some(Share { index, of }), memo).unwrap();
             from_store.absorb_facts(&facts);
             let p = PlainDelivered::find(&facts, &globals, &opts().groups);
             others.extend(p.others);

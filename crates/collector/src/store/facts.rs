@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use lasthop_vocab::{Hop, SpanRecord};
 use tantivy::columnar::Column;
+use tantivy::index::SegmentId;
 use tantivy::{DocId, SegmentReader};
 
 use super::scan::numbers;
@@ -224,17 +225,89 @@ pub(super) fn read_numbers(
     }
 }
 
+/// Which share each message of each segment is in, learnt by a first pass
+/// over a pinned store and kept for the next passes over it, so that each
+/// message id is hashed by one pass only (one byte per dictionary term).
+#[derive(Debug, Default)]
+pub struct ShareMemo {
+    by_segment: Mutex<HashMap<SegmentId, SegmentShares>>,
+}
+
+/// How many shares, and each dictionary term's share.
+type SegmentShares = (u32, Arc<Vec<u8>>);
+
+impl ShareMemo {
+    fn get(&self, segment: SegmentId, of: u32) -> Option<Arc<Vec<u8>>> {
+        let memo = self
+            .by_segment
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        memo.get(&segment)
+            .filter(|(memo_of, _)| *memo_of == of)
+            .map(|(_, shares)| shares.clone())
+    }
+
+    fn put(&self, segment: SegmentId, of: u32, keys: &[MessageKey]) {
+        if of > 256 {
+            return;
+        }
+        let shares = keys.iter().map(|&k| Share::of_key(k, of) as u8).collect();
+        let mut memo = self
+            .by_segment
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        memo.insert(segment, (of, Arc::new(shares)));
+    }
+}
+
+/// A segment's message keys (only those of the share are computed when the
+/// memo knows the others) and whether each is in the share, by ordinal.
+fn share_keys(
+    segment: &SegmentReader,
+    share: Share,
+    memo: Option<&ShareMemo>,
+) -> Result<(Mapped<MessageKey>, Vec<bool>), StoreError> {
+    let hash = xxhash_rust::xxh3::xxh3_128;
+    let id = segment.segment_id();
+    if let Some(shares) = memo.and_then(|m| m.get(id, share.of)) {
+        let in_share: Vec<bool> = shares
+            .iter()
+            .map(|&s| u32::from(s) == share.index)
+            .collect();
+        let mut ord = 0;
+        let keys = Mapped::open(segment, "message_id", |bytes| {
+            let key = if in_share.get(ord).copied().unwrap_or(false) {
+                hash(bytes)
+            } else {
+                0
+            };
+            ord += 1;
+            key
+        })?;
+        return Ok((keys, in_share));
+    }
+    let keys = Mapped::open(segment, "message_id", hash)?;
+    if let Some(memo) = memo {
+        memo.put(id, share.of, &keys.values);
+    }
+    let in_share = keys.values.iter().map(|&k| share.holds_key(k)).collect();
+    Ok((keys, in_share))
+}
+
 impl SpanStore {
     /// Folds the facts of the spans of `share` that started in
     /// `[start_ns, end_ns)`: per segment (in parallel), `init` makes a state
     /// from the segment's message keys and `add` adds each chunk to it.
     /// Spans without a message id are in every share. With no share, every
     /// span is folded as if it had no message id (no key is computed).
-    /// Returns the states, one per segment.
+    /// `memo` keeps which share each message is in between passes over this
+    /// store (pinned: see [`SpanStore::pinned`]). Returns the states, one per
+    /// segment.
     pub fn fold_facts<S: Send>(
         &self,
         (start_ns, end_ns): (u64, u64),
         share: Option<Share>,
+        memo: Option<&ShareMemo>,
         names: &Names,
         init: impl Fn(&[MessageKey]) -> S + Sync,
         add: impl Fn(&mut S, &[MessageKey], &FactBatch) + Sync,
@@ -245,19 +318,21 @@ impl SpanStore {
             .segment_readers()
             .par_iter()
             .map(|segment| {
-                let keys = match share {
-                    Some(_) => Mapped::open(segment, "message_id", xxhash_rust::xxh3::xxh3_128)?,
-                    None => Mapped {
-                        ords: None,
-                        values: Vec::new(),
-                    },
+                let (keys, in_share) = match share {
+                    Some(share) => share_keys(segment, share, memo)?,
+                    None => (
+                        Mapped {
+                            ords: None,
+                            values: Vec::new(),
+                        },
+                        Vec::new(),
+                    ),
                 };
                 fold_segment(
                     segment,
                     (start_ns, end_ns),
-                    share,
+                    (&keys, &in_share),
                     names,
-                    &keys,
                     &init,
                     &add,
                 )
@@ -271,9 +346,8 @@ impl SpanStore {
 fn fold_segment<S>(
     segment: &SegmentReader,
     (lo, hi): (u64, u64),
-    share: Option<Share>,
+    (keys, in_share): (&Mapped<MessageKey>, &[bool]),
     names: &Names,
-    keys: &Mapped<MessageKey>,
     init: impl Fn(&[MessageKey]) -> S,
     add: impl Fn(&mut S, &[MessageKey], &FactBatch),
 ) -> Result<S, StoreError> {
@@ -287,10 +361,6 @@ fn fold_segment<S>(
     let topic = Mapped::open(segment, "topic", name)?;
     let broker = Mapped::open(segment, "broker", name)?;
     let error_type = Mapped::open(segment, "error_type", |_| true)?;
-    // Which of the segment's messages are in the share, by ordinal.
-    let in_share: Vec<bool> = (keys.values.iter())
-        .map(|&k| share.is_some_and(|s| s.holds_key(k)))
-        .collect();
     let message = Mapped {
         ords: keys.ords.clone(),
         values: in_share

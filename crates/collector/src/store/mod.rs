@@ -25,7 +25,7 @@ use tantivy::{
     DocAddress, Index, IndexReader, Order, ReloadPolicy, Searcher, TantivyDocument, Term,
 };
 
-pub use facts::{FactBatch, MessageKey, NONE, Names, message_key};
+pub use facts::{FactBatch, MessageKey, NONE, Names, ShareMemo, message_key};
 pub use scan::{ScanColumns, ScanRow};
 pub use schema::SpanSchema;
 pub use window::{Messages, Share};

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lasthop_analyzer::facts::{KeySet, PlainDelivered, WindowFacts};
 use lasthop_analyzer::report::{self, ReportBuilder, Window};
 use lasthop_analyzer::{Evidence, Globals, Options};
-use lasthop_collector::{Messages, Pipeline, PipelineOptions, Share, SpanStore};
+use lasthop_collector::{Messages, Pipeline, PipelineOptions, Share, ShareMemo, SpanStore};
 use lasthop_vocab::SpanRecord;
 
 use crate::cli::{ReportArgs, ReportFormat};
@@ -241,11 +241,12 @@ fn judge_store(
     let bar = progress_bar(total, "judging");
     let mut globals = Globals::default();
     if of > 1 {
-        globals.absorb_facts(&WindowFacts::read(store, window, None)?);
+        globals.absorb_facts(&WindowFacts::read(store, window, None, None)?);
     }
     let mut others = Vec::new();
+    let memo = ShareMemo::default();
     for index in 0..of {
-        let facts = WindowFacts::read(store, window, Some(Share { index, of }))?;
+        let facts = WindowFacts::read(store, window, Some(Share { index, of }), Some(&memo))?;
         if facts.too_many_consumers {
             bar.finish_and_clear();
             eprintln!("more than 64 (group, topic) pairs: judging every message from its records");

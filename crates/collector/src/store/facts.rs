@@ -225,51 +225,62 @@ pub(super) fn read_numbers(
     }
 }
 
-/// Which share each message of each segment is in, learnt by a first pass
-/// over a pinned store and kept for the next passes over it, so that each
-/// message id is hashed by one pass only (one byte per dictionary term).
+/// Which share each message and each document of each segment is in,
+/// learnt by a first pass over a pinned store and kept for the next passes
+/// over it, so that a message id is hashed by one pass only and later passes
+/// read only their share's documents: one byte per dictionary term and one
+/// per document. Windows of more than 254 shares are not memoized.
 #[derive(Debug, Default)]
 pub struct ShareMemo {
-    by_segment: Mutex<HashMap<SegmentId, SegmentShares>>,
+    ords: Mutex<HashMap<SegmentId, SegmentShares>>,
+    docs: Mutex<HashMap<SegmentId, SegmentShares>>,
 }
 
-/// How many shares, and each dictionary term's share.
+/// How many shares, and the share of each dictionary term or document.
 type SegmentShares = (u32, Arc<Vec<u8>>);
 
+/// Most shares a [`ShareMemo`] keeps.
+const MEMO_SHARES: u32 = 254;
+/// A document's code in the memo: in every share (no message id).
+const EVERY_SHARE: u8 = 0xFE;
+/// A document's code in the memo: in no share (deleted, or outside the window).
+const NO_SHARE: u8 = 0xFF;
+
 impl ShareMemo {
-    fn get(&self, segment: SegmentId, of: u32) -> Option<Arc<Vec<u8>>> {
-        let memo = self
-            .by_segment
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+    fn get(
+        map: &Mutex<HashMap<SegmentId, SegmentShares>>,
+        segment: SegmentId,
+        of: u32,
+    ) -> Option<Arc<Vec<u8>>> {
+        let memo = map.lock().unwrap_or_else(PoisonError::into_inner);
         memo.get(&segment)
             .filter(|(memo_of, _)| *memo_of == of)
             .map(|(_, shares)| shares.clone())
     }
 
-    fn put(&self, segment: SegmentId, of: u32, keys: &[MessageKey]) {
-        if of > 256 {
-            return;
-        }
-        let shares = keys.iter().map(|&k| Share::of_key(k, of) as u8).collect();
-        let mut memo = self
-            .by_segment
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+    fn put(
+        map: &Mutex<HashMap<SegmentId, SegmentShares>>,
+        segment: SegmentId,
+        of: u32,
+        shares: Vec<u8>,
+    ) {
+        let mut memo = map.lock().unwrap_or_else(PoisonError::into_inner);
         memo.insert(segment, (of, Arc::new(shares)));
     }
 }
 
 /// A segment's message keys (only those of the share are computed when the
-/// memo knows the others) and whether each is in the share, by ordinal.
+/// memo knows the others) and whether each is in the share, by ordinal; and
+/// whether every key was computed.
 fn share_keys(
     segment: &SegmentReader,
     share: Share,
     memo: Option<&ShareMemo>,
-) -> Result<(Mapped<MessageKey>, Vec<bool>), StoreError> {
+) -> Result<(Mapped<MessageKey>, Vec<bool>, bool), StoreError> {
     let hash = xxhash_rust::xxh3::xxh3_128;
     let id = segment.segment_id();
-    if let Some(shares) = memo.and_then(|m| m.get(id, share.of)) {
+    let memo = memo.filter(|_| share.of <= MEMO_SHARES);
+    if let Some(shares) = memo.and_then(|m| ShareMemo::get(&m.ords, id, share.of)) {
         let in_share: Vec<bool> = shares
             .iter()
             .map(|&s| u32::from(s) == share.index)
@@ -284,14 +295,18 @@ fn share_keys(
             ord += 1;
             key
         })?;
-        return Ok((keys, in_share));
+        return Ok((keys, in_share, false));
     }
     let keys = Mapped::open(segment, "message_id", hash)?;
     if let Some(memo) = memo {
-        memo.put(id, share.of, &keys.values);
+        let shares = keys
+            .values
+            .iter()
+            .map(|&k| Share::of_key(k, share.of) as u8);
+        ShareMemo::put(&memo.ords, id, share.of, shares.collect());
     }
     let in_share = keys.values.iter().map(|&k| share.holds_key(k)).collect();
-    Ok((keys, in_share))
+    Ok((keys, in_share, true))
 }
 
 impl SpanStore {
@@ -318,7 +333,7 @@ impl SpanStore {
             .segment_readers()
             .par_iter()
             .map(|segment| {
-                let (keys, in_share) = match share {
+                let (keys, in_share, whole) = match share {
                     Some(share) => share_keys(segment, share, memo)?,
                     None => (
                         Mapped {
@@ -326,31 +341,64 @@ impl SpanStore {
                             values: Vec::new(),
                         },
                         Vec::new(),
+                        false,
                     ),
                 };
-                fold_segment(
+                let id = segment.segment_id();
+                let docs = match (share, memo) {
+                    (Some(share), Some(memo)) if share.of <= MEMO_SHARES => {
+                        match ShareMemo::get(&memo.docs, id, share.of) {
+                            Some(codes) => Documents::Known(codes, share.index as u8),
+                            // Only a pass that computed every key can learn documents' shares.
+                            None if whole => Documents::Learn(
+                                share.of,
+                                vec![NO_SHARE; segment.max_doc() as usize],
+                            ),
+                            None => Documents::All,
+                        }
+                    }
+                    _ => Documents::All,
+                };
+                let (state, learnt) = fold_segment(
                     segment,
                     (start_ns, end_ns),
                     (&keys, &in_share),
+                    docs,
                     names,
                     &init,
                     &add,
-                )
+                )?;
+                if let (Some(memo), Documents::Learn(of, codes)) = (memo, learnt) {
+                    ShareMemo::put(&memo.docs, id, of, codes);
+                }
+                Ok(state)
             })
             .collect()
     }
 }
 
+/// Which documents of a segment a pass reads.
+enum Documents {
+    /// Every live one.
+    All,
+    /// Every live one, learning each one's share (of this many) as it goes.
+    Learn(u32, Vec<u8>),
+    /// Those whose memo code is this share or [`EVERY_SHARE`].
+    Known(Arc<Vec<u8>>, u8),
+}
+
 /// One segment's part of [`SpanStore::fold_facts`]. `init` runs once the
-/// segment's names are in `names`.
+/// segment's names are in `names`. Returns the state, and the documents
+/// (with each one's share when it was to be learnt).
 fn fold_segment<S>(
     segment: &SegmentReader,
     (lo, hi): (u64, u64),
     (keys, in_share): (&Mapped<MessageKey>, &[bool]),
+    mut documents: Documents,
     names: &Names,
     init: impl Fn(&[MessageKey]) -> S,
     add: impl Fn(&mut S, &[MessageKey], &FactBatch),
-) -> Result<S, StoreError> {
+) -> Result<(S, Documents), StoreError> {
     let name = |bytes: &[u8]| names.id(&String::from_utf8_lossy(bytes));
     let hop = Mapped::open(segment, "hop", |b| {
         std::str::from_utf8(b)
@@ -388,11 +436,30 @@ fn fold_segment<S>(
     while first < max_doc {
         let last = max_doc.min(first.saturating_add(CHUNK));
         docs.clear();
-        docs.extend((first..last).filter(|&d| alive.is_none_or(|a| a.is_alive(d))));
+        match &documents {
+            Documents::Known(codes, index) => docs.extend((first..last).filter(|&d| {
+                let code = codes.get(d as usize).copied().unwrap_or(NO_SHARE);
+                code == *index || code == EVERY_SHARE
+            })),
+            _ => docs.extend((first..last).filter(|&d| alive.is_none_or(|a| a.is_alive(d)))),
+        }
         first = last;
         // In the window, and in the share (or without a message id).
         read_numbers(&start, &docs, &mut times);
         message.read(&docs, &mut ords, NONE, &mut messages);
+        if let Documents::Learn(of, codes) = &mut documents {
+            for ((&doc, time), ord) in docs.iter().zip(&times).zip(&ords) {
+                let t = time.unwrap_or(0);
+                codes[doc as usize] = match ord {
+                    _ if t < lo || t >= hi => NO_SHARE,
+                    None => EVERY_SHARE,
+                    Some(o) => keys
+                        .values
+                        .get(*o as usize)
+                        .map_or(NO_SHARE, |&k| Share::of_key(k, *of) as u8),
+                };
+            }
+        }
         let mut kept = 0;
         for i in 0..docs.len() {
             let t = times[i].unwrap_or(0);
@@ -432,5 +499,5 @@ fn fold_segment<S>(
         read_numbers(&r_end, &docs, &mut batch.range_end);
         add(&mut state, &keys.values, &batch);
     }
-    Ok(state)
+    Ok((state, documents))
 }

@@ -246,7 +246,9 @@ fn judge_store(
     let mut others = Vec::new();
     let memo = ShareMemo::default();
     for index in 0..of {
-        let facts = WindowFacts::read(store, window, Some(Share { index, of }), Some(&memo))?;
+        // One share is read once: nothing to remember for later passes.
+        let memo = Some(&memo).filter(|_| of > 1);
+        let facts = WindowFacts::read(store, window, Some(Share { index, of }), memo)?;
         if facts.too_many_consumers {
             bar.finish_and_clear();
             eprintln!("more than 64 (group, topic) pairs: judging every message from its records");

@@ -575,3 +575,34 @@ fn plain_groups(
     let expected = by_topic | expected_extra | groups_of(m.processed) | dead;
     (expected != 0 && expected & ok == expected && expected & dead == 0).then_some(expected)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(id: &str, hop: Hop, group: &str, topic: &str) -> SpanRecord {
+        SpanRecord {
+            message_id: Some(id.into()),
+            hop: Some(hop),
+            group: Some(group.into()),
+            topic: Some(topic.into()),
+            ..SpanRecord::default()
+        }
+    }
+
+    #[test]
+    fn more_consumers_than_bits_sends_every_message_to_the_rules() {
+        let mut spans = Vec::new();
+        for n in 0..=MAX_CONSUMERS {
+            spans.push(span(&format!("M{n}"), Hop::Process, &format!("g{n}"), "t"));
+        }
+        let facts = WindowFacts::of_records(&spans);
+        assert!(facts.too_many_consumers);
+        let plain = PlainDelivered::find(&facts, &Globals::default(), &[]);
+        assert_eq!((plain.messages, plain.others.len()), (0, MAX_CONSUMERS + 1));
+
+        spans.pop();
+        let facts = WindowFacts::of_records(&spans);
+        assert!(!facts.too_many_consumers, "64 consumers fit");
+    }
+}

@@ -253,7 +253,9 @@ fn judge_store(
             bar.finish_and_clear();
             eprintln!("more than 64 (group, topic) pairs: judging every message from its records");
             let mut builder = ReportBuilder::new();
-            judge_records(store, window, of, options, &mut builder)?;
+            let record_shares =
+                u32::try_from(total.div_ceil(share_spans).max(1)).context("window too large")?;
+            judge_records(store, window, record_shares, options, &mut builder)?;
             return Ok(builder);
         }
         globals.absorb_facts(&facts);

@@ -302,7 +302,8 @@ impl WindowFacts {
         Ok(WindowFacts::merge(folds, &names, &consumers))
     }
 
-    /// The same facts from records (files, a collector's API, tests).
+    /// The same facts from records, as one segment (tests check the store's
+    /// facts against these).
     pub fn of_records<'a>(spans: impl IntoIterator<Item = &'a SpanRecord>) -> Self {
         let names = Names::default();
         let consumers = Consumers::default();

@@ -108,8 +108,8 @@ impl FactBatch {
         self.start_ns.is_empty()
     }
 
-    /// The keys and facts of records (for files, a collector's API and
-    /// tests): what a store scan would give for them as one segment.
+    /// The keys and facts of records: what a store scan would give for them
+    /// as one segment (tests check the store's facts against these).
     pub fn of_records<'a>(
         spans: impl IntoIterator<Item = &'a SpanRecord>,
         names: &Names,

@@ -344,7 +344,8 @@ pub struct ReportArgs {
     /// (about a kilobyte each). Messages plainly delivered are counted from
     /// fast fields, 8 times this many spans at a time (a few dozen bytes
     /// each); a larger window is read a share of its messages at a time, so
-    /// memory follows this, not the window's length.
+    /// memory follows this, plus about two bytes per span of the window
+    /// (which share each span and message id is in, kept between shares).
     #[arg(long, default_value_t = 2_000_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub share_spans: u64,
     /// --input files larger than this in all (MiB) are first loaded into a

@@ -346,11 +346,6 @@ impl WindowFacts {
         self.names.get(id as usize).map_or("", |n| n.as_ref())
     }
 
-    /// Messages in these facts.
-    pub fn messages(&self) -> usize {
-        self.messages.iter().map(Vec::len).sum()
-    }
-
     fn each_message(&self) -> impl Iterator<Item = &(MessageKey, MessageState)> {
         self.messages.iter().flatten()
     }

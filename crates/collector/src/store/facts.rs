@@ -148,7 +148,7 @@ pub(super) struct Mapped<T> {
     values: Vec<T>,
 }
 
-impl<T: Copy> Mapped<T> {
+impl<T: Clone> Mapped<T> {
     pub(super) fn open(
         segment: &SegmentReader,
         field: &str,
@@ -190,6 +190,22 @@ impl<T: Copy> Mapped<T> {
         })
     }
 
+    /// The mapped first value of a document.
+    pub(super) fn first(&self, doc: DocId) -> Option<T> {
+        let ord = self.ords.as_ref()?.first(doc)?;
+        self.values.get(ord as usize).cloned()
+    }
+
+    /// The mapped values of a document (a multi-valued field).
+    pub(super) fn all(&self, doc: DocId) -> Vec<T> {
+        let Some(ords) = &self.ords else {
+            return Vec::new();
+        };
+        (ords.values_for_doc(doc))
+            .filter_map(|ord| self.values.get(ord as usize).cloned())
+            .collect()
+    }
+
     /// The mapped first value of each of `docs`, or `none`.
     pub(super) fn read(
         &self,
@@ -207,8 +223,8 @@ impl<T: Copy> Mapped<T> {
         buf.resize(docs.len(), None);
         ords.first_vals(docs, buf);
         out.extend(buf.iter().map(|o| {
-            o.and_then(|o| self.values.get(o as usize).copied())
-                .unwrap_or(none)
+            o.and_then(|o| self.values.get(o as usize).cloned())
+                .unwrap_or_else(|| none.clone())
         }));
     }
 }

@@ -8,8 +8,9 @@
 use std::sync::Arc;
 
 use tantivy::SegmentReader;
-use tantivy::columnar::{Column, StrColumn};
+use tantivy::columnar::Column;
 
+use super::facts::Mapped;
 use super::{SpanStore, StoreError};
 
 /// The fast-field columns of the spans a scan selected, one entry per span.
@@ -63,39 +64,11 @@ impl ScanColumns {
     }
 }
 
-/// A string column with its dictionary decoded.
-pub(super) struct Strings {
-    column: Option<StrColumn>,
-    dictionary: Vec<Arc<str>>,
-}
-
-impl Strings {
-    pub(super) fn open(segment: &SegmentReader, name: &str) -> Result<Strings, StoreError> {
-        let column = segment.fast_fields().str(name)?;
-        let mut dictionary = Vec::new();
-        if let Some(col) = &column {
-            let mut stream = col.dictionary().stream()?;
-            while stream.advance() {
-                dictionary.push(Arc::from(String::from_utf8_lossy(stream.key()).as_ref()));
-            }
-        }
-        Ok(Strings { column, dictionary })
-    }
-
-    pub(super) fn first(&self, doc: u32) -> Option<Arc<str>> {
-        let ord = self.column.as_ref()?.term_ords(doc).next()?;
-        self.dictionary.get(ord as usize).cloned()
-    }
-
-    fn all(&self, doc: u32) -> Vec<Arc<str>> {
-        match &self.column {
-            Some(col) => col
-                .term_ords(doc)
-                .filter_map(|ord| self.dictionary.get(ord as usize).cloned())
-                .collect(),
-            None => Vec::new(),
-        }
-    }
+/// A string column with its dictionary decoded once into shared strings.
+fn strings(segment: &SegmentReader, name: &str) -> Result<Mapped<Arc<str>>, StoreError> {
+    Mapped::open(segment, name, |bytes| {
+        Arc::from(String::from_utf8_lossy(bytes).as_ref())
+    })
 }
 
 pub(super) fn numbers(
@@ -163,7 +136,7 @@ pub(super) fn scan_segment(
                 "broker",
                 "error_type",
             ]
-            .map(|n| Strings::open(segment, n));
+            .map(|n| strings(segment, n));
             let (trace_id, span_id, service, name) = (trace_id?, span_id?, service?, name?);
             let (hop, message_id, keys, topic) = (hop?, message_id?, keys?, topic?);
             let (group, broker, error_type) = (group?, broker?, error_type?);

@@ -22,6 +22,8 @@ use lasthop_broker::protocol::SendStatus;
 use lasthop_broker::{BrokerConfig, FlushDiskType, server, telemetry};
 use tokio::sync::watch;
 
+mod common;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -136,24 +138,6 @@ async fn run(flush: FlushDiskType, args: &Args) -> Run {
     }
 }
 
-/// An OTLP/HTTP endpoint that takes every request and keeps nothing.
-async fn sink() -> std::net::SocketAddr {
-    use axum::routing::post;
-    let app = axum::Router::new().route(
-        "/v1/traces",
-        post(|_body: axum::body::Bytes| async {
-            (
-                [("content-type", "application/x-protobuf")],
-                Vec::<u8>::new(),
-            )
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
-
 fn line(label: &str, r: &Run) {
     println!(
         "{label:<22} produce {:>8.0} msg/s  p50 {:>6.2} ms  p99 {:>6.2} ms  consume {:>8.0} msg/s",
@@ -191,7 +175,7 @@ fn main() {
             line(&format!("{label} untraced"), &r);
             untraced.push(r);
         }
-        let sink = sink().await;
+        let sink = common::sink().await;
         let endpoint = format!("http://{sink}");
         let telemetry = telemetry::init_with(
             "lasthop-bench",

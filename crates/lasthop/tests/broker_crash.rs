@@ -55,8 +55,13 @@ fn async_flush_power_loss_loses_the_unflushed_tail_and_the_recover_span_says_so(
         "{}",
         broker.banner
     );
-    // Batch B through the real producer, which exports its send spans when it exits.
+    // Batch B through the real producer, which exports its send spans when it
+    // exits: over OTLP/HTTP with gzip (the brokers use gRPC), so that both
+    // transports of lasthop's exporter reach a real collector.
+    let otlp_http = format!("http://{}", collector.http_addr);
     let out = support::lasthop()
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        .env("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
         .args([
             "produce",
             "--topic",
@@ -68,7 +73,7 @@ fn async_flush_power_loss_loses_the_unflushed_tail_and_the_recover_span_says_so(
             "--broker",
         ])
         .arg(broker.addr.to_string())
-        .args(["--otlp", otlp.as_str()])
+        .args(["--otlp", otlp_http.as_str()])
         .output()
         .unwrap();
     assert!(

@@ -9,6 +9,7 @@
 //! Spans: `receive` and `process` per message (joined to the message's
 //! trace), `settle` per offset commit.
 
+use crate::telemetry::int;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -235,11 +236,11 @@ fn process(config: &ConsumerConfig, handler: &Handler, message: &WireMessage) ->
             { attr::MESSAGING_OPERATION_TYPE } = hop,
             { attr::MESSAGING_MESSAGE_ID } = message.msg_id.as_str(),
             { attr::MESSAGING_DESTINATION_NAME } = topic,
-            { attr::MESSAGING_DESTINATION_PARTITION_ID } = message.queue_id,
+            { attr::MESSAGING_DESTINATION_PARTITION_ID } = int(message.queue_id),
             { attr::MESSAGING_CONSUMER_GROUP_NAME } = config.group.as_str(),
-            { attr::QUEUE_OFFSET } = message.queue_offset,
-            { attr::COMMITLOG_OFFSET } = message.commitlog_offset,
-            { attr::RECONSUME_COUNT } = message.reconsume_times,
+            { attr::QUEUE_OFFSET } = int(message.queue_offset),
+            { attr::COMMITLOG_OFFSET } = int(message.commitlog_offset),
+            { attr::RECONSUME_COUNT } = int(message.reconsume_times),
             { attr::ERROR_TYPE } = tracing::field::Empty,
         )
     };
@@ -288,8 +289,8 @@ async fn commit(
         { attr::MESSAGING_OPERATION_TYPE } = "settle",
         { attr::MESSAGING_CONSUMER_GROUP_NAME } = config.group.as_str(),
         { attr::MESSAGING_DESTINATION_NAME } = topic,
-        { attr::MESSAGING_DESTINATION_PARTITION_ID } = queue_id,
-        { attr::QUEUE_OFFSET } = next_offset,
+        { attr::MESSAGING_DESTINATION_PARTITION_ID } = int(queue_id),
+        { attr::QUEUE_OFFSET } = int(next_offset),
         { attr::SETTLE_ON_RECEIVE } = config.ack == AckMode::OnReceive,
     );
     let request = Request::CommitOffset {

@@ -3,6 +3,7 @@
 //! and kept across retries; every attempt is a `send` span, and the attempt's
 //! context travels in the message's `traceparent` property.
 
+use crate::telemetry::int;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -168,7 +169,7 @@ impl Producer {
             { attr::MESSAGING_OPERATION_TYPE } = "send",
             { attr::MESSAGING_MESSAGE_ID } = msg_id,
             { attr::MESSAGING_DESTINATION_NAME } = message.topic.as_str(),
-            { attr::SEND_ATTEMPT } = attempt,
+            { attr::SEND_ATTEMPT } = int(attempt),
             { attr::SERVER_ADDRESS } = self.inner.config.broker.as_str(),
             { attr::SEND_STATUS } = tracing::field::Empty,
             { attr::ERROR_TYPE } = tracing::field::Empty,
@@ -208,10 +209,10 @@ impl Producer {
             Ok(r) => {
                 span.record(attr::SEND_STATUS, r.status.as_str());
                 span.record(attr::BROKER, r.broker.as_str());
-                span.record(attr::BROKER_EPOCH, r.epoch);
-                span.record(attr::COMMITLOG_OFFSET, r.commitlog_offset);
-                span.record(attr::MESSAGING_DESTINATION_PARTITION_ID, r.queue_id);
-                span.record(attr::QUEUE_OFFSET, r.queue_offset);
+                span.record(attr::BROKER_EPOCH, int(r.epoch));
+                span.record(attr::COMMITLOG_OFFSET, int(r.commitlog_offset));
+                span.record(attr::MESSAGING_DESTINATION_PARTITION_ID, int(r.queue_id));
+                span.record(attr::QUEUE_OFFSET, int(r.queue_offset));
                 if r.status != SendStatus::SendOk {
                     span.record("otel.status_code", "ERROR");
                     span.record(attr::ERROR_TYPE, r.status.as_str());

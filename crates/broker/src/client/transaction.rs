@@ -11,6 +11,7 @@
 //! The producer keeps a connection registered for its group at all times
 //! (reconnecting after a broker restart), so check-backs can reach it.
 
+use crate::telemetry::int;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -194,7 +195,7 @@ impl TransactionProducer {
             { attr::MESSAGING_MESSAGE_ID } = msg_id,
             { attr::MESSAGING_DESTINATION_NAME } = message.topic.as_str(),
             { attr::TX_ID } = tx_id,
-            { attr::SEND_ATTEMPT } = attempt,
+            { attr::SEND_ATTEMPT } = int(attempt),
             { attr::SEND_STATUS } = tracing::field::Empty,
             { attr::ERROR_TYPE } = tracing::field::Empty,
             { attr::BROKER } = tracing::field::Empty,
@@ -233,8 +234,8 @@ impl TransactionProducer {
             Ok((r, _)) => {
                 span.record(attr::SEND_STATUS, r.status.as_str());
                 span.record(attr::BROKER, r.broker.as_str());
-                span.record(attr::BROKER_EPOCH, r.epoch);
-                span.record(attr::COMMITLOG_OFFSET, r.commitlog_offset);
+                span.record(attr::BROKER_EPOCH, int(r.epoch));
+                span.record(attr::COMMITLOG_OFFSET, int(r.commitlog_offset));
             }
             Err(e) => {
                 span.record("otel.status_code", "ERROR");

@@ -6,6 +6,7 @@
 //! that arrived meanwhile (group commit). Each fsync that made bytes durable
 //! emits a `flush` span naming the range.
 
+use crate::telemetry::int;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -117,15 +118,15 @@ fn flush_once(store: &MessageStore, broker: &str, flushed: &watch::Sender<u64>) 
         "flush",
         { attr::HOP } = "flush",
         { attr::BROKER } = broker,
-        { attr::BROKER_EPOCH } = store.epoch(),
+        { attr::BROKER_EPOCH } = int(store.epoch()),
         { attr::RANGE_START } = tracing::field::Empty,
         { attr::RANGE_END } = tracing::field::Empty,
         "otel.status_code" = tracing::field::Empty,
     );
     match store.flush() {
         Ok((before, after)) => {
-            span.record(attr::RANGE_START, before);
-            span.record(attr::RANGE_END, after);
+            span.record(attr::RANGE_START, int(before));
+            span.record(attr::RANGE_END, int(after));
             drop(span);
             flushed.send_replace(after);
         }

@@ -2,6 +2,7 @@
 //! `store` per message (joined to the producer's trace), `receive` per
 //! delivered pull batch, `settle` per offset commit it receives.
 
+use crate::telemetry::int;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -42,11 +43,11 @@ pub(crate) async fn handle(broker: &Broker, request: Request) -> Response {
                 { attr::HOP } = "settle",
                 { attr::MESSAGING_OPERATION_TYPE } = "settle",
                 { attr::BROKER } = broker.config.broker_name.as_str(),
-                { attr::BROKER_EPOCH } = broker.store.epoch(),
+                { attr::BROKER_EPOCH } = int(broker.store.epoch()),
                 { attr::MESSAGING_CONSUMER_GROUP_NAME } = group.as_str(),
                 { attr::MESSAGING_DESTINATION_NAME } = topic.as_str(),
-                { attr::MESSAGING_DESTINATION_PARTITION_ID } = queue_id,
-                { attr::QUEUE_OFFSET } = next_offset,
+                { attr::MESSAGING_DESTINATION_PARTITION_ID } = int(queue_id),
+                { attr::QUEUE_OFFSET } = int(next_offset),
                 { attr::SETTLE_ON_RECEIVE } = on_receive,
             );
             broker
@@ -146,9 +147,9 @@ async fn handle_send(broker: &Broker, send: SendRequest) -> Response {
         { attr::MESSAGING_SYSTEM } = "rocketmq",
         { attr::MESSAGING_MESSAGE_ID } = send.msg_id.as_str(),
         { attr::MESSAGING_DESTINATION_NAME } = send.topic.as_str(),
-        { attr::MESSAGING_DESTINATION_PARTITION_ID } = queue_id,
+        { attr::MESSAGING_DESTINATION_PARTITION_ID } = int(queue_id),
         { attr::BROKER } = config.broker_name.as_str(),
-        { attr::BROKER_EPOCH } = broker.store.epoch(),
+        { attr::BROKER_EPOCH } = int(broker.store.epoch()),
         { attr::COMMITLOG_OFFSET } = tracing::field::Empty,
         { attr::COMMITLOG_SIZE } = tracing::field::Empty,
         { attr::QUEUE_OFFSET } = tracing::field::Empty,
@@ -179,9 +180,9 @@ async fn handle_send(broker: &Broker, send: SendRequest) -> Response {
         }
     };
     let end = put.commitlog_offset + put.size;
-    span.record(attr::COMMITLOG_OFFSET, put.commitlog_offset);
-    span.record(attr::COMMITLOG_SIZE, put.size);
-    span.record(attr::QUEUE_OFFSET, put.queue_offset);
+    span.record(attr::COMMITLOG_OFFSET, int(put.commitlog_offset));
+    span.record(attr::COMMITLOG_SIZE, int(put.size));
+    span.record(attr::QUEUE_OFFSET, int(put.queue_offset));
     broker.appended.send_if_modified(|e| {
         let grew = end > *e;
         *e = (*e).max(end);
@@ -327,12 +328,12 @@ async fn handle_pull(
             { attr::HOP } = "receive",
             { attr::MESSAGING_OPERATION_TYPE } = "receive",
             { attr::BROKER } = broker.config.broker_name.as_str(),
-            { attr::BROKER_EPOCH } = broker.store.epoch(),
+            { attr::BROKER_EPOCH } = int(broker.store.epoch()),
             { attr::MESSAGING_CONSUMER_GROUP_NAME } = group,
             { attr::MESSAGING_DESTINATION_NAME } = topic,
-            { attr::MESSAGING_DESTINATION_PARTITION_ID } = queue_id,
-            { attr::RANGE_START } = offset,
-            { attr::RANGE_END } = next_offset,
+            { attr::MESSAGING_DESTINATION_PARTITION_ID } = int(queue_id),
+            { attr::RANGE_START } = int(offset),
+            { attr::RANGE_END } = int(next_offset),
         );
         drop(span);
     }

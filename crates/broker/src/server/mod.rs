@@ -12,6 +12,7 @@ mod replication;
 pub mod retry;
 pub mod transaction;
 
+use crate::telemetry::int;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
@@ -137,12 +138,12 @@ fn report_recovery(name: &str, store: &MessageStore) {
         "recover",
         { attr::HOP } = "recover",
         { attr::BROKER } = name,
-        { attr::BROKER_EPOCH } = r.epoch,
+        { attr::BROKER_EPOCH } = int(r.epoch),
         { attr::RECOVER_CAUSE } = r.cause.as_str(),
-        { attr::RANGE_START } = 0u64,
-        { attr::RANGE_END } = r.surviving_end,
-        "lasthop.recover.truncated_bytes" = r.truncated_bytes,
-        "lasthop.recover.messages" = r.messages,
+        { attr::RANGE_START } = int(0u64),
+        { attr::RANGE_END } = int(r.surviving_end),
+        "lasthop.recover.truncated_bytes" = int(r.truncated_bytes),
+        "lasthop.recover.messages" = int(r.messages),
     );
     drop(span);
     if r.truncated_bytes > 0 {

@@ -12,6 +12,7 @@
 //!   epoch above its master's, and emits a `failover` span naming the offset
 //!   that survived and why.
 
+use crate::telemetry::int;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -105,11 +106,11 @@ pub(crate) async fn handle_pull(
             "replicate",
             { attr::HOP } = "replicate",
             { attr::BROKER } = broker.config.broker_name.as_str(),
-            { attr::BROKER_EPOCH } = broker.store.epoch(),
+            { attr::BROKER_EPOCH } = int(broker.store.epoch()),
             { attr::REPLICA } = replica.as_str(),
-            { attr::COMMITLOG_OFFSET } = from,
-            { attr::RANGE_START } = previous,
-            { attr::RANGE_END } = from,
+            { attr::COMMITLOG_OFFSET } = int(from),
+            { attr::RANGE_START } = int(previous),
+            { attr::RANGE_END } = int(from),
         );
         drop(span);
         r.acked.send_if_modified(|a| {
@@ -243,12 +244,12 @@ pub(crate) async fn promote(broker: &Broker, cause: &str) -> Response {
         "failover",
         { attr::HOP } = "failover",
         { attr::BROKER } = broker.config.broker_name.as_str(),
-        { attr::BROKER_EPOCH } = epoch,
+        { attr::BROKER_EPOCH } = int(epoch),
         { attr::REPLICA } = broker.config.replica_name().as_str(),
         { attr::RECOVER_CAUSE } = cause,
-        { attr::COMMITLOG_OFFSET } = end,
-        { attr::RANGE_START } = 0u64,
-        { attr::RANGE_END } = end,
+        { attr::COMMITLOG_OFFSET } = int(end),
+        { attr::RANGE_START } = int(0u64),
+        { attr::RANGE_END } = int(end),
     );
     drop(span);
     tracing::warn!(broker = %broker.config.broker_name, epoch, end, cause, "promoted to master");

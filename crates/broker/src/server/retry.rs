@@ -10,6 +10,7 @@
 //! nothing is rewritten. Spans: `retry` (with the delay and the reconsume
 //! count) and `dlq`, joined to the message's trace.
 
+use crate::telemetry::int;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,11 +114,11 @@ pub(crate) fn send_back(
         "otel.name" = format!("{origin} {hop}"),
         { attr::HOP } = hop,
         { attr::BROKER } = broker.config.broker_name.as_str(),
-        { attr::BROKER_EPOCH } = broker.store.epoch(),
+        { attr::BROKER_EPOCH } = int(broker.store.epoch()),
         { attr::MESSAGING_MESSAGE_ID } = original.msg_id.as_str(),
         { attr::MESSAGING_DESTINATION_NAME } = origin.as_str(),
         { attr::MESSAGING_CONSUMER_GROUP_NAME } = group,
-        { attr::RECONSUME_COUNT } = copy.reconsume_times,
+        { attr::RECONSUME_COUNT } = int(copy.reconsume_times),
         "lasthop.target.topic" = target.as_str(),
         "lasthop.retry.delay_ms" = delay.as_millis() as u64,
     );

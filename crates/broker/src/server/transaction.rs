@@ -13,6 +13,7 @@
 //! check-back), `tx.check` (check-back sent), and `store` for a committed
 //! message made visible.
 
+use crate::telemetry::int;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -141,7 +142,7 @@ pub(crate) async fn send_half(
         { attr::MESSAGING_MESSAGE_ID } = send.msg_id.as_str(),
         { attr::MESSAGING_DESTINATION_NAME } = send.topic.as_str(),
         { attr::BROKER } = broker.config.broker_name.as_str(),
-        { attr::BROKER_EPOCH } = broker.store.epoch(),
+        { attr::BROKER_EPOCH } = int(broker.store.epoch()),
         { attr::TX_ID } = tx_id.as_str(),
         { attr::COMMITLOG_OFFSET } = tracing::field::Empty,
     );
@@ -168,7 +169,7 @@ pub(crate) async fn send_half(
         Ok(p) => p,
         Err(r) => return r,
     };
-    span.record(attr::COMMITLOG_OFFSET, put.commitlog_offset);
+    span.record(attr::COMMITLOG_OFFSET, int(put.commitlog_offset));
     let status = wait_durable(broker, put.commitlog_offset + put.size).await;
     drop(span);
     Response::Sent(SendResult {
@@ -223,7 +224,7 @@ pub(crate) async fn end(
         { attr::MESSAGING_MESSAGE_ID } = half.msg_id.as_str(),
         { attr::MESSAGING_DESTINATION_NAME } = topic.as_str(),
         { attr::BROKER } = broker.config.broker_name.as_str(),
-        { attr::BROKER_EPOCH } = broker.store.epoch(),
+        { attr::BROKER_EPOCH } = int(broker.store.epoch()),
         { attr::TX_ID } = tx_id,
         { attr::TX_STATE } = state.as_str(),
         { attr::TX_FROM_CHECK } = from_check,
@@ -257,9 +258,9 @@ pub(crate) async fn end(
             { attr::MESSAGING_SYSTEM } = "rocketmq",
             { attr::MESSAGING_MESSAGE_ID } = visible.msg_id.as_str(),
             { attr::MESSAGING_DESTINATION_NAME } = topic.as_str(),
-            { attr::MESSAGING_DESTINATION_PARTITION_ID } = visible.queue_id,
+            { attr::MESSAGING_DESTINATION_PARTITION_ID } = int(visible.queue_id),
             { attr::BROKER } = broker.config.broker_name.as_str(),
-            { attr::BROKER_EPOCH } = broker.store.epoch(),
+            { attr::BROKER_EPOCH } = int(broker.store.epoch()),
             { attr::TX_ID } = tx_id,
             { attr::COMMITLOG_OFFSET } = tracing::field::Empty,
             { attr::COMMITLOG_SIZE } = tracing::field::Empty,
@@ -269,9 +270,9 @@ pub(crate) async fn end(
         trace_context::set_keys(&store_span, &half.keys);
         match put(broker, visible) {
             Ok(p) => {
-                store_span.record(attr::COMMITLOG_OFFSET, p.commitlog_offset);
-                store_span.record(attr::COMMITLOG_SIZE, p.size);
-                store_span.record(attr::QUEUE_OFFSET, p.queue_offset);
+                store_span.record(attr::COMMITLOG_OFFSET, int(p.commitlog_offset));
+                store_span.record(attr::COMMITLOG_SIZE, int(p.size));
+                store_span.record(attr::QUEUE_OFFSET, int(p.queue_offset));
                 end_offset = p.commitlog_offset + p.size;
             }
             Err(r) => return r,
@@ -388,7 +389,7 @@ async fn check_once(broker: &Broker) -> Result<(), StoreError> {
                 { attr::MESSAGING_DESTINATION_NAME } =
                     m.property(PROP_REAL_TOPIC).unwrap_or_default(),
                 { attr::BROKER } = config.broker_name.as_str(),
-                { attr::BROKER_EPOCH } = broker.store.epoch(),
+                { attr::BROKER_EPOCH } = int(broker.store.epoch()),
                 { attr::TX_ID } = tx_id.as_str(),
                 "lasthop.tx.check" = checks + 1,
             );

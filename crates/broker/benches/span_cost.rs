@@ -1,0 +1,128 @@
+//! What one span costs through lasthop's tracing pipeline: `tracing`,
+//! tracing-opentelemetry, the OpenTelemetry SDK's batch processor, lasthop's
+//! OTLP encoding and an OTLP/HTTP export to a sink on loopback that keeps
+//! nothing. One thread creates spans in a loop; the figures are wall time of
+//! that loop and CPU time of the whole process (the batch thread's encoding
+//! and export included) per span, after the final flush.
+//!
+//! ```text
+//! cargo bench -p lasthop-broker --bench span_cost -- [--spans N]
+//! ```
+
+use std::time::{Duration, Instant};
+
+use lasthop_broker::telemetry::{self, int};
+use lasthop_broker::trace_context;
+use lasthop_vocab::attr;
+
+mod common;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// User plus system CPU time of this process (Linux: `/proc/self/stat`).
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10)) // USER_HZ is 100 on Linux
+}
+
+/// Creates, enters and ends one span: index, message id, properties, keys.
+type MakeSpan = fn(u64, &str, &[(String, String)], &[String]);
+
+/// The consumer's `process` span, as `client::consumer` creates it.
+fn process_span(i: u64, msg_id: &str) -> tracing::Span {
+    tracing::info_span!(
+        target: "lasthop_broker::client",
+        "consume",
+        "otel.name" = "order_paid process",
+        "otel.kind" = "consumer",
+        "otel.status_code" = tracing::field::Empty,
+        { attr::HOP } = "process",
+        { attr::MESSAGING_SYSTEM } = "rocketmq",
+        { attr::MESSAGING_OPERATION_TYPE } = "process",
+        { attr::MESSAGING_MESSAGE_ID } = msg_id,
+        { attr::MESSAGING_DESTINATION_NAME } = "order_paid",
+        { attr::MESSAGING_DESTINATION_PARTITION_ID } = int(i % 4),
+        { attr::MESSAGING_CONSUMER_GROUP_NAME } = "bench",
+        { attr::QUEUE_OFFSET } = int(i),
+        { attr::COMMITLOG_OFFSET } = int(i * 1100),
+        { attr::RECONSUME_COUNT } = 0i64,
+        { attr::ERROR_TYPE } = tracing::field::Empty,
+    )
+}
+
+fn main() {
+    let mut spans = 200_000u64;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--spans" => spans = args.next().and_then(|v| v.parse().ok()).expect("--spans N"),
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let sink = common::sink().await;
+        let telemetry = telemetry::init_with(
+            "lasthop-span-cost",
+            Some(&format!("http://{sink}")),
+            telemetry::Protocol::HttpProtobuf,
+            "error",
+        )
+        .unwrap();
+        let properties = vec![(
+            "traceparent".to_owned(),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
+        )];
+        let keys = vec!["ORDER_1_2".to_owned()];
+        let msg_id = "7F00000100002A9F0000000000001F40".to_owned();
+        let kinds: [(&str, MakeSpan); 3] = [
+            ("one attribute", |i, _, _, _| {
+                let span = tracing::info_span!(target: "lasthop_broker::client", "consume", { attr::HOP } = "process");
+                span.in_scope(|| std::hint::black_box(i));
+            }),
+            ("process span, 12 attributes", |i, id, _, _| {
+                process_span(i, id).in_scope(|| std::hint::black_box(i));
+            }),
+            ("process span joined to its trace, with keys", |i, id, props, keys| {
+                let span = process_span(i, id);
+                trace_context::join(&span, props);
+                trace_context::set_keys(&span, keys);
+                span.in_scope(|| std::hint::black_box(i));
+            }),
+        ];
+        for (label, make) in kinds {
+            let (properties, keys, msg_id) = (properties.clone(), keys.clone(), msg_id.clone());
+            let cpu_before = cpu_time();
+            let start = Instant::now();
+            let loop_time = tokio::task::spawn_blocking(move || {
+                for i in 0..spans {
+                    make(i, &msg_id, &properties, &keys);
+                }
+                start.elapsed()
+            })
+            .await
+            .unwrap();
+            let telemetry = &telemetry;
+            tokio::task::block_in_place(|| telemetry.flush());
+            let cpu = cpu_time().zip(cpu_before).map(|(after, before)| after - before);
+            println!(
+                "{label:<46} {:>6.0} ns/span in the loop, {} ns/span of CPU in all (export included)",
+                loop_time.as_nanos() as f64 / spans as f64,
+                cpu.map_or("?".to_owned(), |c| format!("{:.0}", c.as_nanos() as f64 / spans as f64)),
+            );
+        }
+        let report = tokio::task::spawn_blocking(move || telemetry.shutdown())
+            .await
+            .unwrap();
+        println!("{report}");
+        assert_eq!(report.dropped + report.failed, 0, "no span dropped");
+    });
+}

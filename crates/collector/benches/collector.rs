@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use lasthop_broker::telemetry::{GRPC_EXPORT, RawCodec};
 use lasthop_collector::normalize::normalize_request;
 use lasthop_collector::store::SpanSchema;
 use lasthop_collector::{CollectorConfig, SpanStore, server};
@@ -176,51 +177,6 @@ fn request(n: usize, total_spans: usize) -> ExportTraceServiceRequest {
     }
 }
 
-/// Sends pre-encoded `ExportTraceServiceRequest` bytes, as a load generator
-/// replaying captured traffic would: the collector does all the decoding.
-mod raw {
-    use prost::bytes::{Buf, BufMut, Bytes};
-    use tonic::Status;
-    use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-
-    #[derive(Default)]
-    pub struct RawCodec;
-    pub struct RawEncoder;
-    pub struct DiscardDecoder;
-
-    impl Codec for RawCodec {
-        type Encode = Bytes;
-        type Decode = ();
-        type Encoder = RawEncoder;
-        type Decoder = DiscardDecoder;
-        fn encoder(&mut self) -> RawEncoder {
-            RawEncoder
-        }
-        fn decoder(&mut self) -> DiscardDecoder {
-            DiscardDecoder
-        }
-    }
-    impl Encoder for RawEncoder {
-        type Item = Bytes;
-        type Error = Status;
-        fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-            dst.put(item);
-            Ok(())
-        }
-    }
-    impl Decoder for DiscardDecoder {
-        type Item = ();
-        type Error = Status;
-        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<()>, Status> {
-            let n = src.remaining();
-            src.advance(n);
-            Ok(Some(()))
-        }
-    }
-
-    pub const EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
-}
-
 fn requests_needed(spans: usize) -> usize {
     spans.div_ceil(BATCH_SPANS)
 }
@@ -366,6 +322,8 @@ fn main() {
                         .connect()
                         .await
                         .unwrap();
+                    // Pre-encoded request bytes, sent as they are, as a load generator
+                    // replaying captured traffic would: the collector does all the decoding.
                     let mut client = tonic::client::Grpc::new(channel);
                     loop {
                         let n = next.fetch_add(1, Ordering::Relaxed);
@@ -380,9 +338,9 @@ fn main() {
                         loop {
                             client.ready().await.unwrap();
                             let path =
-                                tonic::codegen::http::uri::PathAndQuery::from_static(raw::EXPORT);
+                                tonic::codegen::http::uri::PathAndQuery::from_static(GRPC_EXPORT);
                             let sent = client
-                                .unary(tonic::Request::new(body.clone()), path, raw::RawCodec)
+                                .unary(tonic::Request::new(body.clone()), path, RawCodec)
                                 .await;
                             match sent {
                                 Ok(_) => break,

@@ -31,7 +31,7 @@ mod otlp_encode;
 mod otlp_export;
 
 use otlp_export::OtlpExporter;
-pub use otlp_export::Protocol;
+pub use otlp_export::{GRPC_EXPORT, Protocol, RawCodec};
 
 /// An unsigned number as the `i64` an OpenTelemetry integer attribute holds.
 /// tracing-opentelemetry records `u64` (and so `u32`) fields through `Debug`,

@@ -23,7 +23,8 @@ use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, En
 
 use super::otlp_encode::encode_request;
 
-const GRPC_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+/// The gRPC method of an OTLP trace export.
+pub const GRPC_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 /// OTLP transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,15 +264,16 @@ fn percent_decode(value: &str) -> String {
 }
 
 /// A gRPC codec for a request already encoded and a response that is not read
-/// (an `ExportTraceServiceResponse` only reports partial success).
+/// (an `ExportTraceServiceResponse` only reports partial success). Also what
+/// the collector's benchmark replays pre-encoded requests with.
 #[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
+pub struct RawCodec;
 
 #[derive(Debug)]
-struct RawEncoder;
+pub struct RawEncoder;
 
 #[derive(Debug)]
-struct DiscardDecoder;
+pub struct DiscardDecoder;
 
 impl Codec for RawCodec {
     type Encode = Bytes;

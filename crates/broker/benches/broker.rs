@@ -19,7 +19,7 @@ use lasthop_broker::client::{
     self, ConsumerConfig, Message, ProcessOutcome, Producer, ProducerConfig,
 };
 use lasthop_broker::protocol::SendStatus;
-use lasthop_broker::{BrokerConfig, FlushDiskType, server, telemetry};
+use lasthop_broker::{BrokerConfig, FlushDiskType, server};
 use tokio::sync::watch;
 
 mod common;
@@ -150,11 +150,7 @@ fn line(label: &str, r: &Run) {
 
 fn main() {
     let args = args();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::runtime();
     runtime.block_on(async {
         let modes = [
             ("ASYNC_FLUSH", FlushDiskType::AsyncFlush),
@@ -175,15 +171,7 @@ fn main() {
             line(&format!("{label} untraced"), &r);
             untraced.push(r);
         }
-        let sink = common::sink().await;
-        let endpoint = format!("http://{sink}");
-        let telemetry = telemetry::init_with(
-            "lasthop-bench",
-            Some(&endpoint),
-            telemetry::Protocol::HttpProtobuf,
-            "error",
-        )
-        .unwrap();
+        let telemetry = common::traced("lasthop-bench").await;
         for (i, (label, mode)) in modes.into_iter().enumerate() {
             let before = telemetry.report().ended;
             let r = run(mode, &args).await;

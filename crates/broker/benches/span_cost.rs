@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use lasthop_broker::telemetry::{self, int};
+use lasthop_broker::telemetry::int;
 use lasthop_broker::trace_context;
 use lasthop_vocab::attr;
 
@@ -63,20 +63,9 @@ fn main() {
             other => panic!("unknown argument {other}"),
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::runtime();
     runtime.block_on(async {
-        let sink = common::sink().await;
-        let telemetry = telemetry::init_with(
-            "lasthop-span-cost",
-            Some(&format!("http://{sink}")),
-            telemetry::Protocol::HttpProtobuf,
-            "error",
-        )
-        .unwrap();
+        let telemetry = common::traced("lasthop-span-cost").await;
         let properties = vec![(
             "traceparent".to_owned(),
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),

@@ -1,7 +1,30 @@
 //! What the broker benchmarks share.
 
+use lasthop_broker::telemetry::{self, Telemetry};
+
+/// The benchmarks' runtime: two workers, as many as this machine has cores.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Installs lasthop's tracing pipeline, exporting over OTLP/HTTP to a [`sink`].
+pub async fn traced(service: &str) -> Telemetry {
+    let sink = sink().await;
+    telemetry::init_with(
+        service,
+        Some(&format!("http://{sink}")),
+        telemetry::Protocol::HttpProtobuf,
+        "error",
+    )
+    .unwrap()
+}
+
 /// An OTLP/HTTP endpoint that takes every request and keeps nothing.
-pub async fn sink() -> std::net::SocketAddr {
+async fn sink() -> std::net::SocketAddr {
     use axum::routing::post;
     let app = axum::Router::new().route(
         "/v1/traces",

@@ -1,15 +1,18 @@
 //! Collector throughput and lookup latency (DESIGN section 9).
 //!
 //! ```text
-//! cargo bench -p lasthop-collector --bench collector -- [--spans N] [--lookup-only] [--clients C] [--keep-data DIR] [--fail-every N]
+//! cargo bench -p lasthop-collector --bench collector -- [--spans N] [--rounds R] [--lookup-only] [--clients C] [--keep-data DIR] [--fail-every N]
 //! ```
 //!
 //! 1. Reference: bare tantivy indexing of the same span records (documents
 //!    built by the same schema code, one commit at the end).
 //! 2. Collector: concurrent OTLP/gRPC clients send the same spans to a running
 //!    collector; the clock stops when every span is durable and searchable.
+//!
+//!    Steps 1 and 2 run `--rounds` times (default 3), in turn, and the median
+//!    ratio is reported: this VM's speed drifts by up to 2x within minutes.
 //! 3. Lookups: p50/p99 of by-trace-id, by-key and by-message-id lookups on the
-//!    collector's store.
+//!    last round's store.
 //!
 //! With `--lookup-only` the reference run is skipped and requests are
 //! generated while sending (for sizes that do not fit in memory twice).
@@ -20,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use lasthop_broker::telemetry::{GRPC_EXPORT, RawCodec};
 use lasthop_collector::normalize::normalize_request;
+use lasthop_collector::otlp::proto::decode_request;
 use lasthop_collector::store::SpanSchema;
 use lasthop_collector::{CollectorConfig, SpanStore, server};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -44,6 +48,8 @@ struct Args {
     clients: usize,
     /// Leave the collector's data here (for `lasthop report --data DIR`).
     keep_data: Option<std::path::PathBuf>,
+    /// Reference-then-collector pairs to run; the median ratio is the figure.
+    rounds: usize,
 }
 
 /// With `--fail-every N`, every N-th message's `process` span is an error
@@ -56,6 +62,7 @@ fn args() -> Args {
         lookup_only: false,
         clients: 4,
         keep_data: None,
+        rounds: 3,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -63,6 +70,7 @@ fn args() -> Args {
             "--spans" => a.spans = it.next().and_then(|v| v.parse().ok()).expect("--spans N"),
             "--clients" => a.clients = it.next().and_then(|v| v.parse().ok()).expect("--clients N"),
             "--lookup-only" => a.lookup_only = true,
+            "--rounds" => a.rounds = it.next().and_then(|v| v.parse().ok()).expect("--rounds N"),
             "--keep-data" => a.keep_data = it.next().map(Into::into),
             "--fail-every" => FAIL_EVERY.store(
                 it.next()
@@ -225,6 +233,13 @@ fn breakdown(requests: &[ExportTraceServiceRequest], spans: usize) {
         .collect();
     let normalize = t.elapsed();
     let t = Instant::now();
+    let direct: usize = encoded
+        .iter()
+        .map(|b| decode_request(b).unwrap().records.len())
+        .sum();
+    let direct_time = t.elapsed();
+    assert_eq!(direct, records.iter().map(Vec::len).sum::<usize>());
+    let t = Instant::now();
     let payloads: Vec<Vec<u8>> = records
         .iter()
         .map(|rs| {
@@ -244,10 +259,11 @@ fn breakdown(requests: &[ExportTraceServiceRequest], spans: usize) {
     let document = t.elapsed();
     assert!(docs > 0);
     println!(
-        "stage cost (us/span, one core): protobuf encode {:.2}, decode {:.2}, normalize {:.2}, postcard {:.2}, tantivy document {:.2}",
+        "stage cost (us/span, one core): protobuf encode {:.2}, decode {:.2}, normalize {:.2} (both in one pass, as the collector does: {:.2}), postcard {:.2}, tantivy document {:.2}",
         per_span(encode),
         per_span(decode),
         per_span(normalize),
+        per_span(direct_time),
         per_span(postcard_time),
         per_span(document)
     );
@@ -282,93 +298,76 @@ fn lookups(
 fn main() {
     let args = args();
     let n_requests = requests_needed(args.spans);
-    let (reference_time, prepared) = if args.lookup_only {
-        (None, None)
-    } else {
-        let requests: Vec<ExportTraceServiceRequest> =
-            (0..n_requests).map(|n| request(n, args.spans)).collect();
-        let time = reference(&requests);
-        breakdown(&requests, args.spans);
+    let requests: Option<Vec<ExportTraceServiceRequest>> =
+        (!args.lookup_only).then(|| (0..n_requests).map(|n| request(n, args.spans)).collect());
+    let prepared = requests.as_ref().map(|requests| {
+        breakdown(requests, args.spans);
         let encoded: Vec<prost::bytes::Bytes> = requests
             .iter()
             .map(|r| prost::Message::encode_to_vec(r).into())
             .collect();
-        (Some(time), Some(Arc::new(encoded)))
-    };
-
+        Arc::new(encoded)
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let data = args
-        .keep_data
-        .clone()
-        .unwrap_or_else(|| dir.path().to_owned());
-    let config = CollectorConfig::ephemeral(data.clone());
-    let running = runtime.block_on(server::start(config)).unwrap();
-    let endpoint = format!("http://{}", running.grpc_addr);
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    runtime.block_on(async {
-        let tasks: Vec<_> = (0..args.clients)
-            .map(|_| {
-                let (next, prepared, endpoint) = (next.clone(), prepared.clone(), endpoint.clone());
-                let total = args.spans;
-                tokio::spawn(async move {
-                    let channel = tonic::transport::Endpoint::from_shared(endpoint)
-                        .unwrap()
-                        .connect()
-                        .await
-                        .unwrap();
-                    // Pre-encoded request bytes, sent as they are, as a load generator
-                    // replaying captured traffic would: the collector does all the decoding.
-                    let mut client = tonic::client::Grpc::new(channel);
-                    loop {
-                        let n = next.fetch_add(1, Ordering::Relaxed);
-                        if n >= n_requests {
-                            break;
-                        }
-                        let body = match &prepared {
-                            Some(p) => p[n].clone(),
-                            None => prost::Message::encode_to_vec(&request(n, total)).into(),
-                        };
-                        // Backpressure answers UNAVAILABLE: retry like an SDK would.
-                        loop {
-                            client.ready().await.unwrap();
-                            let path =
-                                tonic::codegen::http::uri::PathAndQuery::from_static(GRPC_EXPORT);
-                            let sent = client
-                                .unary(tonic::Request::new(body.clone()), path, RawCodec)
-                                .await;
-                            match sent {
-                                Ok(_) => break,
-                                Err(e) if e.code() == tonic::Code::Unavailable => {
-                                    tokio::time::sleep(Duration::from_millis(50)).await
-                                }
-                                Err(e) => panic!("export failed: {e}"),
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
-    });
-    let pipeline = running.pipeline().clone();
-    assert!(pipeline.wait_indexed(pipeline.accepted_lsn(), Duration::from_secs(3600)));
-    let collector_time = start.elapsed();
-    let snapshot = pipeline.snapshot();
-    assert_eq!(
-        snapshot.indexed_spans as usize, args.spans,
-        "every span indexed"
+    println!(
+        "spans: {}  requests: {n_requests} x {BATCH_SPANS}  clients: {}",
+        args.spans, args.clients
     );
+    let rate = |d: Duration| args.spans as f64 / d.as_secs_f64();
 
+    // Reference and collector side by side, round after round: the machine's
+    // speed drifts, so each ratio compares two runs minutes apart at most.
+    let rounds = if args.lookup_only { 1 } else { args.rounds };
+    let mut ratios = Vec::new();
+    let mut last = None;
+    for round in 1..=rounds {
+        let reference_time = requests.as_deref().map(reference);
+        let dir = tempfile::tempdir().unwrap();
+        let data = match &args.keep_data {
+            Some(keep) if round == rounds => keep.clone(),
+            _ => dir.path().to_owned(),
+        };
+        let (collector_time, running) =
+            runtime.block_on(collect(&args, n_requests, prepared.clone(), &data));
+        print!("round {round}: ");
+        if let Some(r) = reference_time {
+            print!("bare tantivy {:>7.0} spans/s, ", rate(r));
+            ratios.push(rate(collector_time) / rate(r));
+        }
+        print!(
+            "collector OTLP/gRPC -> searchable {:>7.0} spans/s ({:.2} s)",
+            rate(collector_time),
+            collector_time.as_secs_f64()
+        );
+        match ratios.last() {
+            Some(ratio) => println!(", ratio {ratio:.2}"),
+            None => println!(),
+        }
+        if round == rounds {
+            last = Some((running, data, dir));
+        } else {
+            runtime.block_on(running.shutdown());
+        }
+    }
+    if !ratios.is_empty() {
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "ratio collector / bare tantivy: median {:.2} of {} rounds (min {:.2}, max {:.2})",
+            ratios[ratios.len() / 2],
+            ratios.len(),
+            ratios[0],
+            ratios[ratios.len() - 1]
+        );
+    }
+
+    let (running, data, _dir) = last.expect("at least one round");
+    let pipeline = running.pipeline().clone();
+    let snapshot = pipeline.snapshot();
     let store = pipeline.store().clone();
-    assert_eq!(store.count() as usize, args.spans, "every span searchable");
     let messages = (args.spans / HOPS.len()) as u64;
     let hex = |m: u64| {
         trace_id(m)
@@ -389,32 +388,8 @@ fn main() {
     drop(pipeline);
     runtime.block_on(running.shutdown());
     let index_bytes: u64 = walk_size(&data.join("index"));
-
-    let rate = |d: Duration| args.spans as f64 / d.as_secs_f64();
     println!(
-        "spans: {}  requests: {n_requests} x {BATCH_SPANS}  clients: {}",
-        args.spans, args.clients
-    );
-    if let Some(r) = reference_time {
-        println!(
-            "bare tantivy indexing:           {:>10.0} spans/s  ({:.2} s)",
-            rate(r),
-            r.as_secs_f64()
-        );
-    }
-    println!(
-        "collector OTLP/gRPC -> searchable: {:>8.0} spans/s  ({:.2} s)",
-        rate(collector_time),
-        collector_time.as_secs_f64()
-    );
-    if let Some(r) = reference_time {
-        println!(
-            "ratio collector / bare tantivy:  {:.2}",
-            rate(collector_time) / rate(r)
-        );
-    }
-    println!(
-        "wal bytes: {}  index bytes: {}  commits: {}",
+        "last round: wal bytes: {}  index bytes: {}  commits: {}",
         snapshot.wal_bytes, index_bytes, snapshot.commits
     );
     for (what, (p50, p99)) in [("trace id", trace), ("key", key), ("message id", msg)] {
@@ -424,6 +399,84 @@ fn main() {
             p99.as_secs_f64() * 1e3
         );
     }
+}
+
+/// One collector run: clients send every request; returns the time until
+/// all of it is durable and searchable (checked), and the running collector.
+async fn collect(
+    args: &Args,
+    n_requests: usize,
+    prepared: Option<Arc<Vec<prost::bytes::Bytes>>>,
+    data: &std::path::Path,
+) -> (Duration, server::RunningCollector) {
+    let config = CollectorConfig::ephemeral(data.to_owned());
+    let running = server::start(config).await.unwrap();
+    let endpoint = format!("http://{}", running.grpc_addr);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..args.clients)
+        .map(|_| {
+            let (next, prepared, endpoint) = (next.clone(), prepared.clone(), endpoint.clone());
+            let total = args.spans;
+            tokio::spawn(async move {
+                let channel = tonic::transport::Endpoint::from_shared(endpoint)
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap();
+                // Pre-encoded request bytes, sent as they are, as a load generator
+                // replaying captured traffic would: the collector does all the decoding.
+                let mut client = tonic::client::Grpc::new(channel);
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= n_requests {
+                        break;
+                    }
+                    let body = match &prepared {
+                        Some(p) => p[n].clone(),
+                        None => prost::Message::encode_to_vec(&request(n, total)).into(),
+                    };
+                    // Backpressure answers UNAVAILABLE: retry like an SDK would.
+                    loop {
+                        client.ready().await.unwrap();
+                        let path =
+                            tonic::codegen::http::uri::PathAndQuery::from_static(GRPC_EXPORT);
+                        let sent = client
+                            .unary(tonic::Request::new(body.clone()), path, RawCodec)
+                            .await;
+                        match sent {
+                            Ok(_) => break,
+                            Err(e) if e.code() == tonic::Code::Unavailable => {
+                                tokio::time::sleep(Duration::from_millis(50)).await
+                            }
+                            Err(e) => panic!("export failed: {e}"),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let pipeline = running.pipeline().clone();
+    let waited = tokio::task::spawn_blocking(move || {
+        pipeline.wait_indexed(pipeline.accepted_lsn(), Duration::from_secs(3600))
+    });
+    assert!(waited.await.unwrap(), "the collector indexed everything");
+    let elapsed = start.elapsed();
+    let pipeline = running.pipeline();
+    assert_eq!(
+        pipeline.snapshot().indexed_spans as usize,
+        args.spans,
+        "every span indexed"
+    );
+    assert_eq!(
+        pipeline.store().count() as usize,
+        args.spans,
+        "every span searchable"
+    );
+    (elapsed, running)
 }
 
 fn walk_size(path: &std::path::Path) -> u64 {

@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::Span;
 
 /// The spans of one request, normalized, and what had to be refused.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Normalized {
     pub records: Vec<SpanRecord>,
     /// Spans refused (bad ids); reported through OTLP partial success.
@@ -60,19 +60,78 @@ pub fn normalize_span(
     service: &str,
     resource: &[Attribute],
 ) -> Result<SpanRecord, String> {
-    let trace_id = id_hex(&span.trace_id, 16)
-        .ok_or_else(|| format!("span {:?} has an invalid trace id", span.name))?;
-    let span_id = id_hex(&span.span_id, 8)
-        .ok_or_else(|| format!("span {:?} has an invalid span id", span.name))?;
-    let parent_span_id = id_hex(&span.parent_span_id, 8);
-    let status = span.status;
-
-    let mut lifter = Lifter {
-        attrs: span
+    let (code, message) = span
+        .status
+        .map_or((0, String::new()), |s| (s.code, s.message));
+    let parts = SpanParts {
+        trace_id: &span.trace_id,
+        span_id: &span.span_id,
+        parent_span_id: &span.parent_span_id,
+        name: span.name,
+        kind: span.kind,
+        start_ns: span.start_time_unix_nano,
+        end_ns: span.end_time_unix_nano,
+        attributes: span
             .attributes
             .into_iter()
-            .map(|kv| Some(Attribute::new(kv.key, convert_value(kv.value))))
+            .map(|kv| (kv.key, convert_value(kv.value)))
             .collect(),
+        events: span
+            .events
+            .into_iter()
+            .map(|e| SpanEvent {
+                time_ns: e.time_unix_nano,
+                name: e.name,
+                attributes: convert_attributes(e.attributes),
+            })
+            .collect(),
+        links: span
+            .links
+            .iter()
+            .map(|l| (l.trace_id.as_slice(), l.span_id.as_slice()))
+            .collect(),
+        status_code: code,
+        status_message: message,
+    };
+    normalize_parts(parts, service, resource)
+}
+
+/// One span as a decoder hands it over: ids still raw bytes, attributes
+/// converted but not yet lifted, their keys owned (`String`) or borrowed
+/// from the request (`&str`, so a lifted key is never copied).
+#[derive(Debug)]
+pub(crate) struct SpanParts<'a, K> {
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub parent_span_id: &'a [u8],
+    pub name: String,
+    pub kind: i32,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub attributes: Vec<(K, AttrValue)>,
+    pub events: Vec<SpanEvent>,
+    /// (trace id, span id) of each link.
+    pub links: Vec<(&'a [u8], &'a [u8])>,
+    /// OTLP status code; 0 when the span has no status.
+    pub status_code: i32,
+    /// Empty when the span has no status or no message.
+    pub status_message: String,
+}
+
+/// The lifting rules, shared by every decoder.
+pub(crate) fn normalize_parts<K: AsRef<str> + Into<String>>(
+    span: SpanParts<'_, K>,
+    service: &str,
+    resource: &[Attribute],
+) -> Result<SpanRecord, String> {
+    let trace_id = id_hex(span.trace_id, 16)
+        .ok_or_else(|| format!("span {:?} has an invalid trace id", span.name))?;
+    let span_id = id_hex(span.span_id, 8)
+        .ok_or_else(|| format!("span {:?} has an invalid span id", span.name))?;
+    let parent_span_id = id_hex(span.parent_span_id, 8);
+
+    let mut lifter = Lifter {
+        attrs: span.attributes.into_iter().map(Some).collect(),
     };
     let hop = lifter.take(&[attr::HOP], |v| v.as_str()?.parse::<Hop>().ok());
     let operation = lifter.peek(
@@ -80,9 +139,9 @@ pub fn normalize_span(
             attr::MESSAGING_OPERATION_TYPE,
             attr::legacy::MESSAGING_OPERATION,
         ],
-        |v| v.as_str().map(str::to_owned),
+        |v| v.as_str().map(hop_of_operation),
     );
-    let hop = hop.or_else(|| operation.as_deref().and_then(hop_of_operation));
+    let hop = hop.or(operation.flatten());
     let message_id = lifter.take_text(&[
         attr::MESSAGING_MESSAGE_ID,
         attr::legacy::MESSAGING_MESSAGE_ID,
@@ -128,16 +187,8 @@ pub fn normalize_span(
     let range_end = lifter.take(&[attr::RANGE_END], AttrValue::as_u64);
     let error_type = lifter.take_text(&[attr::ERROR_TYPE]);
 
-    let events: Vec<SpanEvent> = span
-        .events
-        .into_iter()
-        .map(|e| SpanEvent {
-            time_ns: e.time_unix_nano,
-            name: e.name,
-            attributes: convert_attributes(e.attributes),
-        })
-        .collect();
-    let status_code = StatusCode::from_otlp(status.as_ref().map_or(0, |s| s.code));
+    let events = span.events;
+    let status_code = StatusCode::from_otlp(span.status_code);
     let error_type = error_type.or_else(|| {
         (status_code == StatusCode::Error)
             .then(|| exception_type(&events))
@@ -151,20 +202,20 @@ pub fn normalize_span(
         links: span
             .links
             .iter()
-            .filter_map(|l| {
+            .filter_map(|(trace_id, span_id)| {
                 Some(SpanLink {
-                    trace_id: id_hex(&l.trace_id, 16)?,
-                    span_id: id_hex(&l.span_id, 8)?,
+                    trace_id: id_hex(trace_id, 16)?,
+                    span_id: id_hex(span_id, 8)?,
                 })
             })
             .collect(),
         service: service.to_owned(),
         name: span.name,
         kind: SpanKind::from_otlp(span.kind),
-        start_ns: span.start_time_unix_nano,
-        end_ns: span.end_time_unix_nano,
+        start_ns: span.start_ns,
+        end_ns: span.end_ns,
         status: status_code,
-        status_message: status.map(|s| s.message).filter(|m| !m.is_empty()),
+        status_message: Some(span.status_message).filter(|m| !m.is_empty()),
         error_type,
         hop,
         message_id,
@@ -179,7 +230,12 @@ pub fn normalize_span(
         range_start,
         range_end,
         group,
-        attributes: lifter.attrs.into_iter().flatten().collect(),
+        attributes: lifter
+            .attrs
+            .into_iter()
+            .flatten()
+            .map(|(key, value)| Attribute::new(key, value))
+            .collect(),
         resource: resource.to_vec(),
         events,
     })
@@ -197,11 +253,11 @@ pub fn hop_of_operation(operation: &str) -> Option<Hop> {
 }
 
 /// Span attributes not yet lifted into a field.
-struct Lifter {
-    attrs: Vec<Option<Attribute>>,
+struct Lifter<K> {
+    attrs: Vec<Option<(K, AttrValue)>>,
 }
 
-impl Lifter {
+impl<K: AsRef<str>> Lifter<K> {
     /// The first attribute under one of `keys` (in that order) whose value
     /// `parse` accepts, removed from the remaining attributes.
     fn take<T>(&mut self, keys: &[&str], parse: impl Fn(&AttrValue) -> Option<T>) -> Option<T> {
@@ -217,7 +273,7 @@ impl Lifter {
             AttrValue::Array(_) => None,
             _ => Some(()),
         })?;
-        match self.attrs[index].take()?.value {
+        match self.attrs[index].take()?.1 {
             AttrValue::Str(s) => Some(s),
             other => other.scalar_text(),
         }
@@ -235,8 +291,8 @@ impl Lifter {
     ) -> Option<(usize, T)> {
         keys.iter().find_map(|key| {
             self.attrs.iter().enumerate().find_map(|(i, a)| {
-                let a = a.as_ref().filter(|a| a.key == *key)?;
-                parse(&a.value).map(|v| (i, v))
+                let (_, value) = a.as_ref().filter(|(k, _)| k.as_ref() == *key)?;
+                parse(value).map(|v| (i, v))
             })
         })
     }
@@ -302,19 +358,24 @@ fn convert_value(value: Option<AnyValue>) -> AttrValue {
         Some(Value::BytesValue(b)) => AttrValue::Str(hex(&b)),
         // An index into a profile's string table; meaningless without it.
         Some(Value::StringValueStrindex(i)) => AttrValue::Int(i64::from(i)),
-        Some(Value::KvlistValue(list)) => {
-            let map: serde_json::Map<String, serde_json::Value> = list
-                .values
+        Some(Value::KvlistValue(list)) => kvlist_value(
+            list.values
                 .into_iter()
-                .map(|kv| {
-                    let v = serde_json::to_value(convert_value(kv.value))
-                        .unwrap_or(serde_json::Value::Null);
-                    (kv.key, v)
-                })
-                .collect();
-            AttrValue::Str(serde_json::Value::Object(map).to_string())
-        }
+                .map(|kv| (kv.key, convert_value(kv.value))),
+        ),
     }
+}
+
+/// A key-value list kept as the text of a JSON object (a later key wins).
+pub(crate) fn kvlist_value(pairs: impl IntoIterator<Item = (String, AttrValue)>) -> AttrValue {
+    let map: serde_json::Map<String, serde_json::Value> = pairs
+        .into_iter()
+        .map(|(key, value)| {
+            let v = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+            (key, v)
+        })
+        .collect();
+    AttrValue::Str(serde_json::Value::Object(map).to_string())
 }
 
 #[cfg(test)]

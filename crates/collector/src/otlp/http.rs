@@ -16,6 +16,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 
+use super::proto::decode_request;
+use crate::normalize::{Normalized, normalize_request};
 use crate::pipeline::{AcceptError, Pipeline};
 use crate::stats::Stats;
 
@@ -169,11 +171,12 @@ async fn export(State(state): State<HttpState>, headers: HeaderMap, body: Body) 
     }
 }
 
-fn decode(bytes: &[u8], encoding: Encoding) -> Result<ExportTraceServiceRequest, String> {
+fn decode(bytes: &[u8], encoding: Encoding) -> Result<Normalized, String> {
     match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(bytes)
+        Encoding::Protobuf => decode_request(bytes)
             .map_err(|e| format!("malformed protobuf ExportTraceServiceRequest: {e}")),
-        Encoding::Json => serde_json::from_slice(bytes)
+        Encoding::Json => serde_json::from_slice::<ExportTraceServiceRequest>(bytes)
+            .map(normalize_request)
             .map_err(|e| format!("malformed JSON ExportTraceServiceRequest: {e}")),
     }
 }

@@ -1,27 +1,29 @@
 //! OTLP receivers: gRPC (`TraceService/Export`) and HTTP (`POST /v1/traces`).
-//! Both normalize the request and acknowledge only once the pipeline has made
-//! it durable; both answer backpressure with OTLP's retryable statuses.
+//! Protobuf bodies are read by [`proto`] straight into span records; JSON
+//! bodies through opentelemetry-proto's serde types. Both transports
+//! acknowledge only once the pipeline has made the spans durable, and answer
+//! backpressure with OTLP's retryable statuses.
 
 pub mod grpc;
 pub mod http;
+pub mod proto;
 
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 
-use crate::normalize::normalize_request;
+use crate::normalize::Normalized;
 use crate::pipeline::{AcceptError, Pipeline};
 use crate::stats::Stats;
 
 /// Default cap on a request body (after decompression).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
 
-/// Normalizes and durably accepts one export request.
+/// Durably accepts one export request's normalized spans.
 pub async fn export(
     pipeline: &Pipeline,
-    request: ExportTraceServiceRequest,
+    normalized: Normalized,
 ) -> Result<ExportTraceServiceResponse, AcceptError> {
-    let normalized = normalize_request(request);
     let stats = pipeline.stats();
     Stats::add(
         &stats.received_spans,

@@ -1,5 +1,10 @@
 //! OTLP span (with its resource) -> [`SpanRecord`].
 //!
+//! Both decoders end in `normalize_parts`: protobuf requests through
+//! `otlp/proto.rs`, which reads the wire format straight into `SpanParts`;
+//! opentelemetry-proto's structs (JSON bodies, OTLP JSON files) through
+//! [`normalize_request`].
+//!
 //! Attributes with a field of their own are lifted into it, trying the
 //! current OpenTelemetry name, then lasthop's, then the older names SDKs and
 //! agents still send. A lifted attribute leaves `attributes`; one whose value
@@ -14,7 +19,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::Span;
 
 /// The spans of one request, normalized, and what had to be refused.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default)]
 pub struct Normalized {
     pub records: Vec<SpanRecord>,
     /// Spans refused (bad ids); reported through OTLP partial success.

@@ -7,7 +7,7 @@
 //! them: on the collector's hot path it cost more CPU than anything but
 //! tantivy. This reader walks the wire format once, borrows ids and attribute
 //! keys from the request bytes, and allocates only what a record keeps; the
-//! lifting rules are the same code ([`normalize_parts`]).
+//! lifting rules are the same code (`normalize_parts`).
 //!
 //! Contract, checked by the property test in `proto_tests.rs`: for every
 //! request prost can decode, the result equals the generic path's. It refuses,

@@ -318,10 +318,7 @@ fn a_span_sent_in_two_pieces_merges_as_protobuf_merges() {
             code: 2,
             message: String::new(),
         }),
-        attributes: vec![AnyValueArray::kv(
-            "messaging.rocketmq.message.keys",
-            &["K1"],
-        )],
+        attributes: vec![string_array_kv("messaging.rocketmq.message.keys", &["K1"])],
         ..valid_span("process")
     };
     let second = Span {
@@ -372,23 +369,20 @@ fn a_span_sent_in_two_pieces_merges_as_protobuf_merges() {
 }
 
 /// A string-array attribute.
-struct AnyValueArray;
-impl AnyValueArray {
-    fn kv(key: &str, items: &[&str]) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue {
-                value: Some(Value::ArrayValue(ArrayValue {
-                    values: items
-                        .iter()
-                        .map(|s| AnyValue {
-                            value: Some(Value::StringValue((*s).into())),
-                        })
-                        .collect(),
-                })),
-            }),
-            ..Default::default()
-        }
+fn string_array_kv(key: &str, items: &[&str]) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(Value::ArrayValue(ArrayValue {
+                values: items
+                    .iter()
+                    .map(|s| AnyValue {
+                        value: Some(Value::StringValue((*s).into())),
+                    })
+                    .collect(),
+            })),
+        }),
+        ..Default::default()
     }
 }
 
@@ -452,7 +446,7 @@ fn a_value_sent_in_two_pieces_merges_lists_and_arrays() {
             }],
         })),
     };
-    let array = |item: &str| AnyValueArray::kv("", &[item]).value.unwrap();
+    let array = |item: &str| string_array_kv("", &[item]).value.unwrap();
     // KeyValue { key, value, value }: the two values merge into one.
     let attribute = |key: &str, first: AnyValue, second: AnyValue| {
         let mut kv = field(1, key.as_bytes());

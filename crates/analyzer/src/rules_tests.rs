@@ -718,7 +718,7 @@ fn facts_from_a_store_match_facts_from_records() {
     assert_eq!(consumers.groups_by_topic, globals.groups_by_topic);
     assert_eq!(consumers.last_processing, globals.last_processing);
     // With a memo, the passes after the first hash only their share's ids.
-    for (of, memoized) in [(1, false), (3, false), (3, true)] {
+    for (of, memoized) in [(1, false), (1, true), (3, false), (3, true)] {
         let memo = lasthop_collector::ShareMemo::default();
         let memo = memoized.then_some(&memo);
         let mut from_store = Globals::default();

@@ -22,6 +22,7 @@ use tantivy::columnar::Column;
 use tantivy::index::SegmentId;
 use tantivy::{DocId, SegmentReader};
 
+use super::chunk::{CHUNK, Chunk};
 use super::scan::numbers;
 use super::window::Share;
 use super::{SpanStore, StoreError};
@@ -36,9 +37,6 @@ pub fn message_key(message_id: &str) -> MessageKey {
 
 /// "No value" in the `u32` columns of a [`FactBatch`].
 pub const NONE: u32 = u32::MAX;
-
-/// Documents read per chunk.
-pub(super) const CHUNK: u32 = 8192;
 
 /// Small strings (groups, topics, brokers) numbered in order of first sight.
 #[derive(Debug, Default)]
@@ -171,6 +169,19 @@ impl<T: Clone> Mapped<T> {
         })
     }
 
+    /// A string fast field whose terms map to `values` (one per term, in
+    /// dictionary order), without reading the dictionary.
+    pub(super) fn known(
+        segment: &SegmentReader,
+        field: &str,
+        values: Vec<T>,
+    ) -> Result<Mapped<T>, StoreError> {
+        Ok(Mapped {
+            ords: segment.fast_fields().str(field)?.map(|c| c.ords().clone()),
+            values,
+        })
+    }
+
     /// Every term of a string fast field mapped to `value`, without reading
     /// the dictionary.
     pub(super) fn constant(
@@ -206,22 +217,20 @@ impl<T: Clone> Mapped<T> {
             .collect()
     }
 
-    /// The mapped first value of each of `docs`, or `none`.
+    /// The mapped first value of each of the chunk's documents, or `none`.
     pub(super) fn read(
         &self,
-        docs: &[DocId],
+        chunk: &mut Chunk,
         buf: &mut Vec<Option<u64>>,
         none: T,
         out: &mut Vec<T>,
     ) {
         out.clear();
-        let Some(ords) = &self.ords else {
-            out.resize(docs.len(), none);
+        if self.ords.is_none() {
+            out.resize(chunk.docs.len(), none);
             return;
-        };
-        buf.clear();
-        buf.resize(docs.len(), None);
-        ords.first_vals(docs, buf);
+        }
+        chunk.numbers(self.ords.as_ref(), buf);
         out.extend(buf.iter().map(|o| {
             o.and_then(|o| self.values.get(o as usize).cloned())
                 .unwrap_or_else(|| none.clone())
@@ -229,27 +238,22 @@ impl<T: Clone> Mapped<T> {
     }
 }
 
-pub(super) fn read_numbers(
-    column: &Option<Column<u64>>,
-    docs: &[DocId],
-    out: &mut Vec<Option<u64>>,
-) {
-    out.clear();
-    out.resize(docs.len(), None);
-    if let Some(c) = column {
-        c.first_vals(docs, out);
-    }
-}
-
-/// Which share each message and each document of each segment is in,
-/// learnt by a first pass over a pinned store and kept for the next passes
-/// over it, so that a message id is hashed by one pass only and later passes
-/// read only their share's documents: one byte per dictionary term and one
-/// per document. Windows of more than 254 shares are not memoized.
+/// What a pass over a pinned store learnt for the next passes over it, so
+/// that a message id is hashed by one pass only.
+///
+/// - A window read in several shares: which share each message and each
+///   document of each segment is in, so that later passes hash only their
+///   share's ids and read only their share's documents (one byte per
+///   dictionary term and one per document). Windows of more than 254 shares
+///   are not memoized.
+/// - A window read in one share: each segment's message keys by dictionary
+///   ordinal (16 bytes per term), so that the records pass that follows
+///   picks its messages without hashing every id again.
 #[derive(Debug, Default)]
 pub struct ShareMemo {
     ords: Mutex<HashMap<SegmentId, SegmentShares>>,
     docs: Mutex<HashMap<SegmentId, SegmentShares>>,
+    keys: Mutex<HashMap<SegmentId, Arc<Vec<MessageKey>>>>,
 }
 
 /// How many shares, and the share of each dictionary term or document.
@@ -283,6 +287,13 @@ impl ShareMemo {
         let mut memo = map.lock().unwrap_or_else(PoisonError::into_inner);
         memo.insert(segment, (of, Arc::new(shares)));
     }
+
+    /// The message keys of `segment` by dictionary ordinal, if a one-share
+    /// pass kept them.
+    pub(super) fn keys(&self, segment: SegmentId) -> Option<Arc<Vec<MessageKey>>> {
+        let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        keys.get(&segment).cloned()
+    }
 }
 
 /// A segment's message keys (only those of the share are computed when the
@@ -314,12 +325,19 @@ fn share_keys(
         return Ok((keys, in_share, false));
     }
     let keys = Mapped::open(segment, "message_id", hash)?;
-    if let Some(memo) = memo {
-        let shares = keys
-            .values
-            .iter()
-            .map(|&k| Share::of_key(k, share.of) as u8);
-        ShareMemo::put(&memo.ords, id, share.of, shares.collect());
+    match memo {
+        Some(memo) if share.of == 1 => {
+            let mut kept = memo.keys.lock().unwrap_or_else(PoisonError::into_inner);
+            kept.insert(id, Arc::new(keys.values.clone()));
+        }
+        Some(memo) => {
+            let shares = keys
+                .values
+                .iter()
+                .map(|&k| Share::of_key(k, share.of) as u8);
+            ShareMemo::put(&memo.ords, id, share.of, shares.collect());
+        }
+        None => {}
     }
     let in_share = keys.values.iter().map(|&k| share.holds_key(k)).collect();
     Ok((keys, in_share, true))
@@ -331,9 +349,10 @@ impl SpanStore {
     /// from the segment's message keys and `add` adds each chunk to it.
     /// Spans without a message id are in every share. With no share, every
     /// span is folded as if it had no message id (no key is computed).
-    /// `memo` keeps which share each message is in between passes over this
-    /// store (pinned: see [`SpanStore::pinned`]). Returns the states, one per
-    /// segment.
+    /// `memo` keeps what later passes over this store (pinned: see
+    /// [`SpanStore::pinned`]) need not compute again: which share each
+    /// message is in, or with one share the message keys. Returns the
+    /// states, one per segment.
     pub fn fold_facts<S: Send>(
         &self,
         (start_ns, end_ns): (u64, u64),
@@ -362,7 +381,7 @@ impl SpanStore {
                 };
                 let id = segment.segment_id();
                 let docs = match (share, memo) {
-                    (Some(share), Some(memo)) if share.of <= MEMO_SHARES => {
+                    (Some(share), Some(memo)) if (2..=MEMO_SHARES).contains(&share.of) => {
                         match ShareMemo::get(&memo.docs, id, share.of) {
                             Some(codes) => Documents::Known(codes, share.index as u8),
                             // Only a pass that computed every key can learn documents' shares.
@@ -442,7 +461,7 @@ fn fold_segment<S>(
     let mut state = init(&keys.values);
 
     let mut batch = FactBatch::default();
-    let mut docs: Vec<DocId> = Vec::with_capacity(CHUNK as usize);
+    let mut chunk = Chunk::default();
     let mut times: Vec<Option<u64>> = Vec::new();
     let mut ords: Vec<Option<u64>> = Vec::new();
     let mut messages: Vec<u32> = Vec::new();
@@ -451,20 +470,19 @@ fn fold_segment<S>(
     let mut first = 0;
     while first < max_doc {
         let last = max_doc.min(first.saturating_add(CHUNK));
-        docs.clear();
         match &documents {
-            Documents::Known(codes, index) => docs.extend((first..last).filter(|&d| {
+            Documents::Known(codes, index) => chunk.start(first..last, |&d| {
                 let code = codes.get(d as usize).copied().unwrap_or(NO_SHARE);
                 code == *index || code == EVERY_SHARE
-            })),
-            _ => docs.extend((first..last).filter(|&d| alive.is_none_or(|a| a.is_alive(d)))),
+            }),
+            _ => chunk.start(first..last, |&d| alive.is_none_or(|a| a.is_alive(d))),
         }
         first = last;
         // In the window, and in the share (or without a message id).
-        read_numbers(&start, &docs, &mut times);
-        message.read(&docs, &mut ords, NONE, &mut messages);
+        chunk.numbers(start.as_ref(), &mut times);
+        message.read(&mut chunk, &mut ords, NONE, &mut messages);
         if let Documents::Learn(of, codes) = &mut documents {
-            for ((&doc, time), ord) in docs.iter().zip(&times).zip(&ords) {
+            for ((&doc, time), ord) in chunk.docs.iter().zip(&times).zip(&ords) {
                 let t = time.unwrap_or(0);
                 codes[doc as usize] = match ord {
                     _ if t < lo || t >= hi => NO_SHARE,
@@ -477,17 +495,17 @@ fn fold_segment<S>(
             }
         }
         let mut kept = 0;
-        for i in 0..docs.len() {
+        for i in 0..chunk.docs.len() {
             let t = times[i].unwrap_or(0);
             if t >= lo && t < hi && messages[i] != NONE - 1 {
-                docs[kept] = docs[i];
+                chunk.docs[kept] = chunk.docs[i];
                 times[kept] = Some(t);
                 messages[kept] = messages[i];
                 kept += 1;
             }
         }
-        docs.truncate(kept);
-        if docs.is_empty() {
+        chunk.docs.truncate(kept);
+        if kept == 0 {
             continue;
         }
         batch.start_ns.clear();
@@ -496,12 +514,12 @@ fn fold_segment<S>(
             .extend(times[..kept].iter().map(|t| t.unwrap_or(0)));
         batch.message.clear();
         batch.message.extend_from_slice(&messages[..kept]);
-        hop.read(&docs, &mut ords, None, &mut batch.hop);
-        group.read(&docs, &mut ords, NONE, &mut batch.group);
-        topic.read(&docs, &mut ords, NONE, &mut batch.topic);
-        broker.read(&docs, &mut ords, NONE, &mut batch.broker);
-        error_type.read(&docs, &mut ords, false, &mut errors);
-        read_numbers(&status, &docs, &mut times);
+        hop.read(&mut chunk, &mut ords, None, &mut batch.hop);
+        group.read(&mut chunk, &mut ords, NONE, &mut batch.group);
+        topic.read(&mut chunk, &mut ords, NONE, &mut batch.topic);
+        broker.read(&mut chunk, &mut ords, NONE, &mut batch.broker);
+        error_type.read(&mut chunk, &mut ords, false, &mut errors);
+        chunk.numbers(status.as_ref(), &mut times);
         batch.ok.clear();
         batch.ok.extend(
             times
@@ -509,10 +527,10 @@ fn fold_segment<S>(
                 .zip(&errors)
                 .map(|(status, error)| *status != Some(2) && !error),
         );
-        read_numbers(&epoch, &docs, &mut batch.epoch);
-        read_numbers(&cl_offset, &docs, &mut batch.commitlog_offset);
-        read_numbers(&cl_size, &docs, &mut batch.commitlog_size);
-        read_numbers(&r_end, &docs, &mut batch.range_end);
+        chunk.numbers(epoch.as_ref(), &mut batch.epoch);
+        chunk.numbers(cl_offset.as_ref(), &mut batch.commitlog_offset);
+        chunk.numbers(cl_size.as_ref(), &mut batch.commitlog_size);
+        chunk.numbers(r_end.as_ref(), &mut batch.range_end);
         add(&mut state, &keys.values, &batch);
     }
     Ok((state, documents))

@@ -6,6 +6,7 @@
 //! Writing happens only through the collector's pipeline, which owns the
 //! index writer and the write-ahead log (see `pipeline.rs`).
 
+mod chunk;
 mod context;
 mod facts;
 mod scan;
@@ -20,14 +21,13 @@ use lasthop_vocab::SpanRecord;
 use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
-use tantivy::schema::{Field, IndexRecordOption, Value};
-use tantivy::{
-    DocAddress, Index, IndexReader, Order, ReloadPolicy, Searcher, TantivyDocument, Term,
-};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{DocAddress, Index, IndexReader, Order, ReloadPolicy, Searcher, Term};
 
 pub use facts::{FactBatch, MessageKey, NONE, Names, ShareMemo, message_key};
 pub use scan::{ScanColumns, ScanRow};
 pub use schema::SpanSchema;
+use schema::StoredRecord;
 pub use window::{Messages, Share};
 
 /// Most spans one lookup returns.
@@ -274,19 +274,8 @@ impl SpanStore {
     }
 
     fn record(&self, searcher: &Searcher, address: DocAddress) -> Result<SpanRecord, StoreError> {
-        let doc: TantivyDocument = searcher.doc(address)?;
-        self.decode(&doc)
-    }
-
-    /// The span record kept in a stored document.
-    fn decode(&self, doc: &TantivyDocument) -> Result<SpanRecord, StoreError> {
-        let bytes = doc
-            .get_first(self.schema.record)
-            .and_then(|v| v.as_bytes())
-            .ok_or_else(|| {
-                tantivy::TantivyError::InternalError("span document without record".into())
-            })?;
-        Ok(postcard::from_bytes(bytes)?)
+        let StoredRecord(bytes) = searcher.doc(address)?;
+        Ok(postcard::from_bytes(&bytes)?)
     }
 
     fn terms(

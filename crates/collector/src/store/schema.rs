@@ -7,6 +7,7 @@
 
 use lasthop_vocab::SpanRecord;
 use tantivy::TantivyDocument;
+use tantivy::schema::document::{DeserializeError, DocumentDeserialize, DocumentDeserializer};
 use tantivy::schema::{FAST, Field, INDEXED, STORED, STRING, Schema, SchemaBuilder};
 
 /// Separator inside `svc_op` terms (service, then span name).
@@ -138,6 +139,23 @@ impl SpanSchema {
         }
         d.add_bytes(self.record, encoded);
         d
+    }
+}
+
+/// A stored span document read back as its record's postcard bytes alone.
+/// `record` is the schema's only stored field, so the first stored value is
+/// the record; nothing else is built (a `TantivyDocument` would allocate a
+/// table of field values for every document read).
+pub(super) struct StoredRecord(pub Vec<u8>);
+
+impl DocumentDeserialize for StoredRecord {
+    fn deserialize<'de, D: DocumentDeserializer<'de>>(
+        mut doc: D,
+    ) -> Result<Self, DeserializeError> {
+        match doc.next_field::<Vec<u8>>()? {
+            Some((_, bytes)) => Ok(StoredRecord(bytes)),
+            None => Err(DeserializeError::custom("span document without record")),
+        }
     }
 }
 

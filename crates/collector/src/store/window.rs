@@ -7,12 +7,13 @@
 //! share reads them. The hash (FNV-1a) is fixed, so a message is in the same
 //! share in every pass and every process.
 
-use tantivy::TantivyDocument;
 use tantivy::collector::Count;
 
 use lasthop_vocab::SpanRecord;
 
-use super::facts::{CHUNK, Mapped, MessageKey, message_key, read_numbers};
+use super::chunk::{CHUNK, Chunk};
+use super::facts::{Mapped, MessageKey, ShareMemo, message_key};
+use super::schema::StoredRecord;
 use super::{SpanStore, StoreError};
 
 /// One of `of` parts of a window's messages.
@@ -53,8 +54,12 @@ impl Share {
 pub enum Messages<'a> {
     /// The messages of a share.
     In(Share),
-    /// The messages whose keys this chooses.
-    Chosen(&'a (dyn Fn(MessageKey) -> bool + Sync)),
+    /// The messages whose keys this chooses; message keys a one-share
+    /// facts pass kept in the memo are used rather than computed again.
+    Chosen(
+        &'a (dyn Fn(MessageKey) -> bool + Sync),
+        Option<&'a ShareMemo>,
+    ),
     /// No message: only spans without a message id (no key is computed).
     NoMessage,
 }
@@ -105,30 +110,44 @@ impl SpanStore {
             Messages::In(share) => {
                 Mapped::open(segment, "message_id", |id| share.holds_key(key(id)))?
             }
-            Messages::Chosen(chosen) => Mapped::open(segment, "message_id", |id| chosen(key(id)))?,
+            Messages::Chosen(chosen, memo) => {
+                match memo.and_then(|m| m.keys(segment.segment_id())) {
+                    Some(keys) => {
+                        let values = keys.iter().map(|&k| chosen(k)).collect();
+                        Mapped::known(segment, "message_id", values)?
+                    }
+                    None => Mapped::open(segment, "message_id", |id| chosen(key(id)))?,
+                }
+            }
             Messages::NoMessage => Mapped::constant(segment, "message_id", false)?,
         };
         let store = segment.get_store_reader(64)?;
         let alive = segment.alive_bitset();
         let mut out = Vec::new();
         // Documents chosen a chunk at a time, from the columns.
-        let (mut docs, mut times, mut ords, mut wanted) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut chunk = Chunk::default();
+        let (mut ords, mut wanted) = (Vec::new(), Vec::new());
+        // Start times are looked at only for the chosen spans, and only when
+        // the window has a bound.
+        let bounded = start_ns > 0 || end_ns < u64::MAX;
+        let in_window = |doc| {
+            !bounded || {
+                let t = start.as_ref().and_then(|c| c.first(doc)).unwrap_or(0);
+                t >= start_ns && t < end_ns
+            }
+        };
         let max_doc = segment.max_doc();
         let mut first = 0;
         while first < max_doc {
             let last = max_doc.min(first.saturating_add(CHUNK));
-            docs.clear();
-            docs.extend((first..last).filter(|&d| alive.is_none_or(|a| a.is_alive(d))));
+            chunk.start(first..last, |&d| alive.is_none_or(|a| a.is_alive(d)));
             first = last;
-            read_numbers(&start, &docs, &mut times);
             // A span without a message id is always read.
-            read.read(&docs, &mut ords, true, &mut wanted);
-            for ((&doc, t), &yes) in docs.iter().zip(&times).zip(&wanted) {
-                let t = t.unwrap_or(0);
-                if yes && t >= start_ns && t < end_ns {
-                    let document: TantivyDocument = store.get(doc)?;
-                    out.push(self.decode(&document)?);
+            read.read(&mut chunk, &mut ords, true, &mut wanted);
+            for (&doc, &yes) in chunk.docs.iter().zip(&wanted) {
+                if yes && in_window(doc) {
+                    let StoredRecord(bytes) = store.get(doc)?;
+                    out.push(postcard::from_bytes(&bytes)?);
                 }
             }
         }

@@ -246,9 +246,7 @@ fn judge_store(
     let mut others = Vec::new();
     let memo = ShareMemo::default();
     for index in 0..of {
-        // One share is read once: nothing to remember for later passes.
-        let memo = Some(&memo).filter(|_| of > 1);
-        let facts = WindowFacts::read(store, window, Some(Share { index, of }), memo)?;
+        let facts = WindowFacts::read(store, window, Some(Share { index, of }), Some(&memo))?;
         if facts.too_many_consumers {
             bar.finish_and_clear();
             eprintln!("more than 64 (group, topic) pairs: judging every message from its records");
@@ -284,7 +282,7 @@ fn judge_store(
         let chosen = |key| wanted.contains(&key);
         let messages = match wanted.is_empty() {
             true => Messages::NoMessage,
-            false => Messages::Chosen(&chosen),
+            false => Messages::Chosen(&chosen, Some(&memo)),
         };
         let parts = store.records_in_window(lo, hi, messages, &counted)?;
         let evidence = Evidence::with_globals(parts.iter().flatten(), &globals);

@@ -27,8 +27,14 @@ pub(super) struct Chunk {
     pub(super) docs: Vec<DocId>,
     rows: Vec<RowId>,
     values: Vec<u64>,
-    whole: Vec<Option<u64>>,
+    /// For each document of the range, where its value is in `values`
+    /// ([`NO_VALUE`] if it has none).
+    at: Vec<u32>,
+    firsts: Vec<Option<u64>>,
 }
+
+/// A document without a value, in [`Chunk::at`].
+const NO_VALUE: u32 = u32::MAX;
 
 impl Chunk {
     /// Starts the chunk `range` with the documents `keep` accepts.
@@ -45,21 +51,33 @@ impl Chunk {
 
     /// The first value of `column` for each kept document, in order.
     pub(super) fn numbers(&mut self, column: Option<&Column<u64>>, out: &mut Vec<Option<u64>>) {
+        self.map(column, None, Some, out);
+    }
+
+    /// `map` of the first value of `column` for each kept document, in
+    /// order, or `none` where it has no value.
+    pub(super) fn map<T: Clone>(
+        &mut self,
+        column: Option<&Column<u64>>,
+        none: T,
+        map: impl Fn(u64) -> T,
+        out: &mut Vec<T>,
+    ) {
         out.clear();
         let Some(column) = column else {
-            out.resize(self.docs.len(), None);
+            out.resize(self.docs.len(), none);
             return;
         };
         let whole = self.docs.len() == self.range.len();
         match &column.index {
-            ColumnIndex::Empty { .. } => out.resize(self.docs.len(), None),
+            ColumnIndex::Empty { .. } => out.resize(self.docs.len(), none),
             ColumnIndex::Full if whole => {
                 self.values.clear();
                 self.values.resize(self.range.len(), 0);
                 column
                     .values
                     .get_range(u64::from(self.range.start), &mut self.values);
-                out.extend(self.values.iter().map(|&v| Some(v)));
+                out.extend(self.values.iter().map(|&v| map(v)));
             }
             index @ ColumnIndex::Optional(_) if self.dense() => {
                 let rows = index.docid_range_to_rowids(self.range.clone());
@@ -72,22 +90,28 @@ impl Chunk {
                 self.rows.extend(rows);
                 // Rows become the documents they belong to.
                 index.select_batch_in_place(self.range.start, &mut self.rows);
-                let at = |doc: DocId| (doc - self.range.start) as usize;
-                let slots = if whole { &mut *out } else { &mut self.whole };
-                slots.clear();
-                slots.resize(self.range.len(), None);
-                for (&doc, &value) in self.rows.iter().zip(&self.values) {
-                    if let Some(slot) = slots.get_mut(at(doc)) {
-                        *slot = Some(value);
+                self.at.clear();
+                self.at.resize(self.range.len(), NO_VALUE);
+                for (value, &doc) in self.rows.iter().enumerate() {
+                    if let Some(at) = self.at.get_mut((doc - self.range.start) as usize) {
+                        *at = value as u32;
                     }
                 }
-                if !whole {
-                    out.extend(self.docs.iter().map(|&doc| self.whole[at(doc)]));
-                }
+                let start = self.range.start;
+                out.extend(
+                    self.docs
+                        .iter()
+                        .map(|&doc| match self.at[(doc - start) as usize] {
+                            NO_VALUE => none.clone(),
+                            value => map(self.values[value as usize]),
+                        }),
+                );
             }
             _ => {
-                out.resize(self.docs.len(), None);
-                column.first_vals(&self.docs, out);
+                self.firsts.clear();
+                self.firsts.resize(self.docs.len(), None);
+                column.first_vals(&self.docs, &mut self.firsts);
+                out.extend((self.firsts.iter()).map(|v| v.map_or_else(|| none.clone(), &map)));
             }
         }
     }

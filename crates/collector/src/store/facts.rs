@@ -218,23 +218,10 @@ impl<T: Clone> Mapped<T> {
     }
 
     /// The mapped first value of each of the chunk's documents, or `none`.
-    pub(super) fn read(
-        &self,
-        chunk: &mut Chunk,
-        buf: &mut Vec<Option<u64>>,
-        none: T,
-        out: &mut Vec<T>,
-    ) {
-        out.clear();
-        if self.ords.is_none() {
-            out.resize(chunk.docs.len(), none);
-            return;
-        }
-        chunk.numbers(self.ords.as_ref(), buf);
-        out.extend(buf.iter().map(|o| {
-            o.and_then(|o| self.values.get(o as usize).cloned())
-                .unwrap_or_else(|| none.clone())
-        }));
+    pub(super) fn read(&self, chunk: &mut Chunk, none: T, out: &mut Vec<T>) {
+        let value =
+            |ord: u64| (self.values.get(ord as usize).cloned()).unwrap_or_else(|| none.clone());
+        chunk.map(self.ords.as_ref(), none.clone(), value, out);
     }
 }
 
@@ -480,8 +467,9 @@ fn fold_segment<S>(
         first = last;
         // In the window, and in the share (or without a message id).
         chunk.numbers(start.as_ref(), &mut times);
-        message.read(&mut chunk, &mut ords, NONE, &mut messages);
+        message.read(&mut chunk, NONE, &mut messages);
         if let Documents::Learn(of, codes) = &mut documents {
+            chunk.numbers(keys.ords.as_ref(), &mut ords);
             for ((&doc, time), ord) in chunk.docs.iter().zip(&times).zip(&ords) {
                 let t = time.unwrap_or(0);
                 codes[doc as usize] = match ord {
@@ -514,11 +502,11 @@ fn fold_segment<S>(
             .extend(times[..kept].iter().map(|t| t.unwrap_or(0)));
         batch.message.clear();
         batch.message.extend_from_slice(&messages[..kept]);
-        hop.read(&mut chunk, &mut ords, None, &mut batch.hop);
-        group.read(&mut chunk, &mut ords, NONE, &mut batch.group);
-        topic.read(&mut chunk, &mut ords, NONE, &mut batch.topic);
-        broker.read(&mut chunk, &mut ords, NONE, &mut batch.broker);
-        error_type.read(&mut chunk, &mut ords, false, &mut errors);
+        hop.read(&mut chunk, None, &mut batch.hop);
+        group.read(&mut chunk, NONE, &mut batch.group);
+        topic.read(&mut chunk, NONE, &mut batch.topic);
+        broker.read(&mut chunk, NONE, &mut batch.broker);
+        error_type.read(&mut chunk, false, &mut errors);
         chunk.numbers(status.as_ref(), &mut times);
         batch.ok.clear();
         batch.ok.extend(

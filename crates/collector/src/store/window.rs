@@ -126,7 +126,7 @@ impl SpanStore {
         let mut out = Vec::new();
         // Documents chosen a chunk at a time, from the columns.
         let mut chunk = Chunk::default();
-        let (mut ords, mut wanted) = (Vec::new(), Vec::new());
+        let mut wanted = Vec::new();
         // Start times are looked at only for the chosen spans, and only when
         // the window has a bound.
         let bounded = start_ns > 0 || end_ns < u64::MAX;
@@ -143,7 +143,7 @@ impl SpanStore {
             chunk.start(first..last, |&d| alive.is_none_or(|a| a.is_alive(d)));
             first = last;
             // A span without a message id is always read.
-            read.read(&mut chunk, &mut ords, true, &mut wanted);
+            read.read(&mut chunk, true, &mut wanted);
             for (&doc, &yes) in chunk.docs.iter().zip(&wanted) {
                 if yes && in_window(doc) {
                     let StoredRecord(bytes) = store.get(doc)?;

@@ -464,15 +464,26 @@ impl Globals {
         for (&pair, &t) in &f.last_processing {
             raise(&mut self.last_processing, pair, t);
         }
-        // Per consumer, the newest first send of a message it processed.
-        let mut newest = vec![None::<u64>; f.consumers.len()];
-        for (_, m) in f.each_message().filter(|(_, m)| m.first_send != u64::MAX) {
-            for (bit, slot) in newest.iter_mut().enumerate() {
-                if m.ok & (1 << bit) != 0 {
-                    *slot = Some(slot.unwrap_or(0).max(m.first_send));
+        // Per consumer, the newest first send of a message it processed
+        // (pieces in parallel).
+        let newest_in = |piece: &Vec<(MessageKey, MessageState)>| {
+            let mut newest = vec![None::<u64>; f.consumers.len()];
+            for (_, m) in piece.iter().filter(|(_, m)| m.first_send != u64::MAX) {
+                let mut rest = m.ok;
+                while rest != 0 {
+                    let bit = rest.trailing_zeros() as usize;
+                    if let Some(slot) = newest.get_mut(bit) {
+                        *slot = Some(slot.unwrap_or(0).max(m.first_send));
+                    }
+                    rest &= rest - 1;
                 }
             }
-        }
+            newest
+        };
+        let newest = (f.messages.par_iter().map(newest_in)).reduce(
+            || vec![None; f.consumers.len()],
+            |a, b| a.into_iter().zip(b).map(|(a, b)| a.max(b)).collect(),
+        );
         for (&(g, t), newest) in f.consumers.iter().zip(newest) {
             if let Some(sent) = newest.filter(|_| t != NONE) {
                 raise(&mut self.newest_processed, (g, t), sent);
@@ -516,7 +527,6 @@ impl PlainDelivered {
         if f.too_many_consumers {
             return PlainDelivered::none(f);
         }
-        let mut plain = PlainDelivered::default();
         // Groups as bits: every group a message could be expected by.
         let mut group_bits: HashMap<String, u64> = HashMap::new();
         let mut bit_of = |name: &str| -> Option<u64> {
@@ -534,11 +544,12 @@ impl PlainDelivered {
         for g in extra_groups {
             expected_extra |= bit_of(g).unwrap_or(0);
         }
-        let mut topic_groups: HashMap<u32, Option<u64>> = HashMap::new();
-        for (id, name) in f.names.iter().enumerate() {
+        // By name number: the groups consuming the topic of that name, if
+        // any is known.
+        let mut topic_groups: Vec<Option<Option<u64>>> = vec![None; f.names.len()];
+        for (slot, name) in topic_groups.iter_mut().zip(&f.names) {
             if let Some(groups) = globals.groups_by_topic.get(name.as_ref()) {
-                let bits = groups.iter().try_fold(0, |acc, g| Some(acc | bit_of(g)?));
-                topic_groups.insert(id as u32, bits);
+                *slot = Some(groups.iter().try_fold(0, |acc, g| Some(acc | bit_of(g)?)));
             }
         }
         if group_bits.len() > 64 {
@@ -554,34 +565,64 @@ impl PlainDelivered {
             }
             bits
         };
-        for (key, m) in f.each_message() {
-            let expected = plain_groups(m, &topic_groups, expected_extra, groups_of);
-            let Some(expected) = expected else {
-                plain.others.insert(*key);
-                plain.other_spans += u64::from(m.spans);
-                continue;
-            };
-            let reached = |replicate: bool| {
-                f.covered
-                    .get(&(m.store_broker, m.store_epoch, replicate))
-                    .is_some_and(|c| *c >= m.store_end)
-            };
-            let stages = [
-                m.flags & SENT != 0,
-                true,
-                reached(false),
-                reached(true),
-                true,
-                true,
-            ];
-            for (n, yes) in plain.funnel.iter_mut().zip(stages) {
-                *n += u64::from(yes);
+        // Pieces in parallel.
+        let find_in = |piece: &Vec<(MessageKey, MessageState)>| {
+            let mut plain = PlainDelivered::default();
+            // How far flushes and replication covered the last broker and
+            // epoch looked up: messages of a window mostly share one.
+            let mut coverage = None;
+            for (key, m) in piece {
+                let expected = plain_groups(m, &topic_groups, expected_extra, groups_of);
+                let Some(expected) = expected else {
+                    plain.others.insert(*key);
+                    plain.other_spans += u64::from(m.spans);
+                    continue;
+                };
+                let (flushed, replicated) = match coverage {
+                    Some((at, covered)) if at == (m.store_broker, m.store_epoch) => covered,
+                    _ => {
+                        let reach = |replicate: bool| {
+                            f.covered
+                                .get(&(m.store_broker, m.store_epoch, replicate))
+                                .copied()
+                        };
+                        let covered = (reach(false), reach(true));
+                        coverage = Some(((m.store_broker, m.store_epoch), covered));
+                        covered
+                    }
+                };
+                let reached = |end: Option<u64>| end.is_some_and(|c| c >= m.store_end);
+                let stages = [
+                    m.flags & SENT != 0,
+                    true,
+                    reached(flushed),
+                    reached(replicated),
+                    true,
+                    true,
+                ];
+                for (n, yes) in plain.funnel.iter_mut().zip(stages) {
+                    *n += u64::from(yes);
+                }
+                plain.verdicts += u64::from(expected.count_ones());
+                plain.spans += u64::from(m.spans);
+                plain.messages += 1;
             }
-            plain.verdicts += u64::from(expected.count_ones());
-            plain.spans += u64::from(m.spans);
-            plain.messages += 1;
+            plain
+        };
+        (f.messages.par_iter().map(find_in)).reduce(PlainDelivered::default, PlainDelivered::sum)
+    }
+
+    /// Both counts together.
+    fn sum(mut self, other: PlainDelivered) -> PlainDelivered {
+        self.messages += other.messages;
+        self.others.extend(other.others);
+        self.spans += other.spans;
+        self.verdicts += other.verdicts;
+        for (n, more) in self.funnel.iter_mut().zip(other.funnel) {
+            *n += more;
         }
-        plain
+        self.other_spans += other.other_spans;
+        self
     }
 
     /// Every message of `f`, judged from records.
@@ -598,7 +639,7 @@ impl PlainDelivered {
 /// plainly delivered.
 fn plain_groups(
     m: &MessageState,
-    topic_groups: &HashMap<u32, Option<u64>>,
+    topic_groups: &[Option<Option<u64>>],
     expected_extra: u64,
     groups_of: impl Fn(u64) -> u64,
 ) -> Option<u64> {
@@ -609,9 +650,9 @@ fn plain_groups(
     {
         return None;
     }
-    let by_topic = match topic_groups.get(&m.topic) {
-        Some(bits) => (*bits)?,
-        None => 0,
+    let by_topic = match topic_groups.get(m.topic as usize) {
+        Some(Some(bits)) => (*bits)?,
+        _ => 0,
     };
     let (ok, dead) = (groups_of(m.ok), groups_of(m.dead_lettered));
     let expected = by_topic | expected_extra | groups_of(m.processed) | dead;

@@ -5,7 +5,7 @@
 //!
 //! | type | fields after the type |
 //! | --- | --- |
-//! | `Pub` | time ms, region, producer group, topic, msgId, tags, keys (space-separated), storeHost, body length, cost ms, msgType, offsetMsgId, success, [clientHost] |
+//! | `Pub` | time ms, region, producer group, topic, msgId, tags, keys (space-separated), storeHost, body length, cost ms, msgType, offsetMsgId, success, \[clientHost\] |
 //! | `SubBefore` | time, region, consumer group, requestId, msgId, retryTimes, keys |
 //! | `SubAfter` | requestId, msgId, cost ms, success, keys, [contextCode, time, consumer group] |
 //! | `EndTransaction` | time, region, group, topic, msgId, tags, keys, storeHost, msgType, transactionId, transactionState, fromTransactionCheck |

@@ -1,0 +1,358 @@
+//! A window's facts from fast-field columns, without reading a record: one
+//! compact `MessageState` per message, folded per segment (in parallel,
+//! dense by dictionary ordinal) and merged across segments by
+//! [`MessageKey`]; beside them what the consumer groups did (which consume
+//! each topic, when each last processed) and how far flushes and replication
+//! covered each broker's log.
+//!
+//! From these come the window-wide [`Globals`](crate::evidence::Globals) and the [`PlainDelivered`]
+//! messages, the ones the rules would call delivered for every group, which
+//! are counted without reading their records. Everything else is judged from
+//! records by the rules.
+//!
+//! Consumers, (group, topic) pairs, are bits of a `u64`: a window with more
+//! than 64 of them is reported as such ([`WindowFacts::too_many_consumers`])
+//! and the caller judges it from records instead.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use lasthop_collector::{
+    FactBatch, MessageKey, NONE, Names, Share, ShareMemo, SpanStore, StoreError,
+};
+
+use lasthop_vocab::{Hop, SpanRecord};
+use polars::prelude::{PlHashMap, PlHashSet};
+
+mod merge;
+mod plain;
+
+pub use plain::PlainDelivered;
+
+use merge::{PARTS, merge_by_key, part_of};
+
+/// A set of message keys.
+pub type KeySet = PlHashSet<MessageKey>;
+
+/// Most consumers ((group, topic) pairs) a window's facts can tell apart.
+const MAX_CONSUMERS: usize = 64;
+/// `MessageState::topic` when the message was seen on several topics.
+const SEVERAL: u32 = NONE - 1;
+
+const SENT: u8 = 1;
+const RECEIVED: u8 = 2;
+const UNPLACED_STORE: u8 = 4;
+/// Merged into the entry of the same message in an earlier piece.
+const MERGED: u8 = 8;
+
+/// What the columns say about one message.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct MessageState {
+    /// Start of its first `send` span, `u64::MAX` if none.
+    first_send: u64,
+    /// Epoch and end offset of its placed `store` span (the last one seen).
+    store_epoch: u64,
+    store_end: u64,
+    /// Consumer bits: an ok `process` span, any `process` span, a `dlq` span.
+    ok: u64,
+    processed: u64,
+    dead_lettered: u64,
+    /// Its topic (retry and dead-letter topics aside), [`NONE`] or [`SEVERAL`].
+    topic: u32,
+    store_broker: u32,
+    spans: u32,
+    /// Placed `store` spans, up to 255.
+    stores: u8,
+    flags: u8,
+}
+
+impl Default for MessageState {
+    fn default() -> Self {
+        MessageState {
+            first_send: u64::MAX,
+            store_epoch: 0,
+            store_end: 0,
+            ok: 0,
+            processed: 0,
+            dead_lettered: 0,
+            topic: NONE,
+            store_broker: NONE,
+            spans: 0,
+            stores: 0,
+            flags: 0,
+        }
+    }
+}
+
+fn merge_topic(a: u32, b: u32) -> u32 {
+    match (a, b) {
+        (NONE, x) | (x, NONE) => x,
+        (x, y) if x == y => x,
+        _ => SEVERAL,
+    }
+}
+
+impl MessageState {
+    fn merge(&mut self, o: &MessageState) {
+        self.first_send = self.first_send.min(o.first_send);
+        if o.stores > 0 {
+            (self.store_epoch, self.store_end, self.store_broker) =
+                (o.store_epoch, o.store_end, o.store_broker);
+        }
+        self.stores = self.stores.saturating_add(o.stores);
+        self.ok |= o.ok;
+        self.processed |= o.processed;
+        self.dead_lettered |= o.dead_lettered;
+        self.topic = merge_topic(self.topic, o.topic);
+        self.spans += o.spans;
+        self.flags |= o.flags;
+    }
+}
+
+/// Consumers numbered across the segments of one window.
+#[derive(Debug, Default)]
+struct Consumers {
+    pairs: Mutex<Vec<(u32, u32)>>,
+}
+
+impl Consumers {
+    /// The number of (group, topic), `None` past [`MAX_CONSUMERS`].
+    fn id(&self, pair: (u32, u32)) -> Option<u8> {
+        let mut pairs = self.pairs.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = match pairs.iter().position(|p| *p == pair) {
+            Some(at) => at,
+            None => {
+                pairs.push(pair);
+                pairs.len() - 1
+            }
+        };
+        (at < MAX_CONSUMERS).then_some(at as u8)
+    }
+}
+
+/// Broker, epoch, and whether replication (else flush): how far its ranges reached.
+type Coverage = PlHashMap<(u32, u64, bool), u64>;
+
+/// One segment's fold.
+struct SegmentFold<'a> {
+    consumers: &'a Consumers,
+    /// Retry and dead-letter topics (`%...`) by name number.
+    internal_topic: Vec<bool>,
+    local_consumers: PlHashMap<(u32, u32), Option<u8>>,
+    /// Where each dictionary ordinal's message is: part << 26 | position
+    /// (a part of a segment holds at most 2^31 / 64 messages).
+    slot_of_ord: Vec<u32>,
+    /// The segment's messages, split by [`part_of`] as they are first seen.
+    messages: Vec<Vec<(MessageKey, MessageState)>>,
+    covered: Coverage,
+    consuming: PlHashSet<(u32, u32)>,
+    last_processing: PlHashMap<(u32, u32), u64>,
+    too_many_consumers: bool,
+}
+
+impl<'a> SegmentFold<'a> {
+    /// `share_of` is how many shares the window is read in (to size the fold).
+    fn new(keys: &[MessageKey], names: &Names, consumers: &'a Consumers, share_of: u32) -> Self {
+        SegmentFold {
+            consumers,
+            internal_topic: names.all().iter().map(|n| n.starts_with('%')).collect(),
+            local_consumers: PlHashMap::default(),
+            slot_of_ord: vec![NONE; keys.len()],
+            messages: {
+                // Room for what a part gets with near certainty (keys are
+                // uniform hashes), so that parts do not double their size.
+                let expected = (keys.len() / share_of.max(1) as usize / PARTS) as f64;
+                let room = (expected + 4.0 * expected.sqrt()) as usize + 16;
+                (0..PARTS).map(|_| Vec::with_capacity(room)).collect()
+            },
+            covered: Coverage::default(),
+            consuming: PlHashSet::default(),
+            last_processing: PlHashMap::default(),
+            too_many_consumers: false,
+        }
+    }
+
+    fn consumer_bit(&mut self, group: u32, topic: u32) -> u64 {
+        let consumers = self.consumers;
+        let id = *self
+            .local_consumers
+            .entry((group, topic))
+            .or_insert_with(|| consumers.id((group, topic)));
+        match id {
+            Some(id) => 1 << id,
+            None => {
+                self.too_many_consumers = true;
+                0
+            }
+        }
+    }
+
+    fn add(&mut self, keys: &[MessageKey], b: &FactBatch) {
+        for i in 0..b.len() {
+            let (hop, group, topic, t) = (b.hop[i], b.group[i], b.topic[i], b.start_ns[i]);
+            if let (Some(h @ (Hop::Flush | Hop::Replicate)), Some(ep), Some(end)) =
+                (hop, b.epoch[i], b.range_end[i])
+                && b.broker[i] != NONE
+            {
+                let slot = self
+                    .covered
+                    .entry((b.broker[i], ep, h == Hop::Replicate))
+                    .or_default();
+                *slot = (*slot).max(end);
+            }
+            let grouped = group != NONE && topic != NONE;
+            if grouped && matches!(hop, Some(Hop::Receive | Hop::Process | Hop::Settle)) {
+                self.consuming.insert((topic, group));
+            }
+            if grouped && hop == Some(Hop::Process) && b.ok[i] {
+                let last = self.last_processing.entry((group, topic)).or_default();
+                *last = (*last).max(t);
+            }
+            let ord = b.message[i];
+            if ord == NONE
+                || matches!(
+                    hop,
+                    Some(Hop::Flush | Hop::Replicate | Hop::Recover | Hop::Failover)
+                )
+            {
+                continue;
+            }
+            let bit = match hop {
+                Some(Hop::Process | Hop::Dlq) if group != NONE => self.consumer_bit(group, topic),
+                _ => 0,
+            };
+            let slot = &mut self.slot_of_ord[ord as usize];
+            if *slot == NONE {
+                let key = keys[ord as usize];
+                let part = &mut self.messages[part_of(key)];
+                *slot = (part_of(key) as u32) << 26 | part.len() as u32;
+                part.push((key, MessageState::default()));
+            }
+            let m = &mut self.messages[(*slot >> 26) as usize][(*slot & 0x3ff_ffff) as usize].1;
+            m.spans += 1;
+            if topic != NONE
+                && !self
+                    .internal_topic
+                    .get(topic as usize)
+                    .copied()
+                    .unwrap_or(false)
+            {
+                m.topic = merge_topic(m.topic, topic);
+            }
+            match hop {
+                Some(Hop::Send) => {
+                    m.flags |= SENT;
+                    m.first_send = m.first_send.min(t);
+                }
+                Some(Hop::TxPrepare) => m.flags |= SENT,
+                Some(Hop::Receive) => m.flags |= RECEIVED,
+                Some(Hop::Process) => {
+                    m.processed |= bit;
+                    if b.ok[i] {
+                        m.ok |= bit;
+                    }
+                }
+                Some(Hop::Dlq) => m.dead_lettered |= bit,
+                Some(Hop::Store) => match (b.broker[i], b.epoch[i], b.commitlog_offset[i]) {
+                    (broker, Some(epoch), Some(offset)) if broker != NONE => {
+                        m.stores = m.stores.saturating_add(1);
+                        m.store_broker = broker;
+                        m.store_epoch = epoch;
+                        m.store_end = offset + b.commitlog_size[i].unwrap_or(1);
+                    }
+                    _ => m.flags |= UNPLACED_STORE,
+                },
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The facts of one share of a window.
+#[derive(Debug, Default)]
+pub struct WindowFacts {
+    names: Vec<Arc<str>>,
+    /// (group, topic) of each consumer bit.
+    consumers: Vec<(u32, u32)>,
+    /// One entry per message, in pieces: a segment's messages of one part
+    /// (see [`merge_by_key`]).
+    messages: Vec<Vec<(MessageKey, MessageState)>>,
+    covered: Coverage,
+    consuming: PlHashSet<(u32, u32)>,
+    last_processing: PlHashMap<(u32, u32), u64>,
+    /// More than 64 consumers: these facts cannot tell them apart.
+    pub too_many_consumers: bool,
+}
+
+impl WindowFacts {
+    /// The facts of the spans of `share` that started in `window`, from
+    /// the store's fast fields. With no share, only what does not need
+    /// messages: the consumers of each topic, their last processing, the
+    /// flush and replicate coverage; no message is read. `memo` is shared by
+    /// the passes over one pinned store.
+    pub fn read(
+        store: &SpanStore,
+        window: (u64, u64),
+        share: Option<Share>,
+        memo: Option<&ShareMemo>,
+    ) -> Result<Self, StoreError> {
+        let names = Names::default();
+        let consumers = Consumers::default();
+        let folds = store.fold_facts(
+            window,
+            share,
+            memo,
+            &names,
+            |keys| SegmentFold::new(keys, &names, &consumers, share.map_or(1, |s| s.of)),
+            |fold, keys, batch| fold.add(keys, batch),
+        )?;
+        Ok(WindowFacts::merge(folds, &names, &consumers))
+    }
+
+    /// The same facts from records, as one segment (tests check the store's
+    /// facts against these).
+    pub fn of_records<'a>(spans: impl IntoIterator<Item = &'a SpanRecord>) -> Self {
+        let names = Names::default();
+        let consumers = Consumers::default();
+        let (keys, batch) = FactBatch::of_records(spans, &names);
+        let mut fold = SegmentFold::new(&keys, &names, &consumers, 1);
+        fold.add(&keys, &batch);
+        WindowFacts::merge(vec![fold], &names, &consumers)
+    }
+
+    fn merge(folds: Vec<SegmentFold<'_>>, names: &Names, consumers: &Consumers) -> Self {
+        let mut facts = WindowFacts {
+            names: names.all(),
+            consumers: consumers
+                .pairs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            ..WindowFacts::default()
+        };
+        let mut runs = Vec::with_capacity(folds.len());
+        for fold in folds {
+            facts.too_many_consumers |= fold.too_many_consumers;
+            for (k, v) in fold.covered {
+                let slot = facts.covered.entry(k).or_default();
+                *slot = (*slot).max(v);
+            }
+            facts.consuming.extend(fold.consuming);
+            for (k, v) in fold.last_processing {
+                let slot = facts.last_processing.entry(k).or_default();
+                *slot = (*slot).max(v);
+            }
+            runs.push(fold.messages);
+        }
+        // A message whose spans sit in several segments is merged here.
+        facts.messages = merge_by_key(runs);
+        facts
+    }
+
+    fn name(&self, id: u32) -> &str {
+        self.names.get(id as usize).map_or("", |n| n.as_ref())
+    }
+
+    fn each_message(&self) -> impl Iterator<Item = &(MessageKey, MessageState)> {
+        self.messages.iter().flatten()
+    }
+}

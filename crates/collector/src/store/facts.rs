@@ -201,6 +201,17 @@ impl<T: Clone> Mapped<T> {
         })
     }
 
+    /// Whether every document has a value and no value is `value`: then no
+    /// document maps to it.
+    pub(super) fn never(&self, value: &T) -> bool
+    where
+        T: PartialEq,
+    {
+        let every_doc = (self.ords.as_ref())
+            .is_some_and(|c| matches!(c.index, tantivy::columnar::ColumnIndex::Full));
+        every_doc && !self.values.contains(value)
+    }
+
     /// The mapped first value of a document.
     pub(super) fn first(&self, doc: DocId) -> Option<T> {
         let ord = self.ords.as_ref()?.first(doc)?;

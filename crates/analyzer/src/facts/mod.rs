@@ -5,10 +5,10 @@
 //! each topic, when each last processed) and how far flushes and replication
 //! covered each broker's log.
 //!
-//! From these come the window-wide [`Globals`](crate::evidence::Globals) and the [`PlainDelivered`]
-//! messages, the ones the rules would call delivered for every group, which
-//! are counted without reading their records. Everything else is judged from
-//! records by the rules.
+//! From these come the window-wide [`Globals`](crate::evidence::Globals)
+//! and the [`PlainDelivered`] messages, the ones the rules would call
+//! delivered for every group, which are counted without reading their
+//! records. Everything else is judged from records by the rules.
 //!
 //! Consumers, (group, topic) pairs, are bits of a `u64`: a window with more
 //! than 64 of them is reported as such ([`WindowFacts::too_many_consumers`])

@@ -286,6 +286,12 @@ impl ShareMemo {
         memo.insert(segment, (of, Arc::new(shares)));
     }
 
+    /// Keeps the message keys of `segment` by dictionary ordinal.
+    fn keep_keys(&self, segment: SegmentId, keys: Vec<MessageKey>) {
+        let mut kept = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.insert(segment, Arc::new(keys));
+    }
+
     /// The message keys of `segment` by dictionary ordinal, if a one-share
     /// pass kept them.
     pub(super) fn keys(&self, segment: SegmentId) -> Option<Arc<Vec<MessageKey>>> {
@@ -324,10 +330,7 @@ fn share_keys(
     }
     let keys = Mapped::open(segment, "message_id", hash)?;
     match memo {
-        Some(memo) if share.of == 1 => {
-            let mut kept = memo.keys.lock().unwrap_or_else(PoisonError::into_inner);
-            kept.insert(id, Arc::new(keys.values.clone()));
-        }
+        Some(memo) if share.of == 1 => memo.keep_keys(id, keys.values.clone()),
         Some(memo) => {
             let shares = keys
                 .values

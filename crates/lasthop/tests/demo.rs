@@ -86,8 +86,17 @@ fn the_demo_finds_every_loss_at_its_hop_and_leaves_data_to_explore() {
         v
     };
     let whole = report(&["--read-all", "--share-spans", "100000000"]);
+    // Every loss the demo named (dead letters aside, which the report does
+    // not list as lost) is in the report. How many there are depends on
+    // timing: the killed consumer's batch holds two or three orders.
+    let named = stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("lasthop:  "))
+        .filter(|l| l.starts_with("ORDER_") && !l.contains(" dead_lettered "))
+        .count();
+    assert!(named >= 5, "{stdout}");
     assert!(
-        whole["lost_messages"].as_array().unwrap().len() >= 8,
+        whole["lost_messages"].as_array().unwrap().len() >= named,
         "{whole:#}"
     );
     assert!(

@@ -342,10 +342,11 @@ pub struct ReportArgs {
     pub fail_on_loss: bool,
     /// Spans whose records are judged at once when reading the store
     /// (about a kilobyte each). Messages plainly delivered are counted from
-    /// fast fields, 8 times this many spans at a time (a few dozen bytes
-    /// each); a larger window is read a share of its messages at a time, so
-    /// memory follows this, plus about two bytes per span of the window
-    /// (which share each span and message id is in, kept between shares).
+    /// fast fields, 32 times this many spans at a time (64 bytes a message,
+    /// about 16 a span); a larger window is read a share of its messages at
+    /// a time, so memory follows this, plus about two bytes per span of the
+    /// window (which share each span and message id is in, kept between
+    /// shares).
     #[arg(long, default_value_t = 2_000_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub share_spans: u64,
     /// --input files larger than this in all (MiB) are first loaded into a

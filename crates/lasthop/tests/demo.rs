@@ -104,8 +104,9 @@ fn the_demo_finds_every_loss_at_its_hop_and_leaves_data_to_explore() {
         "{whole:#}"
     );
     assert_eq!(report(&[]), whole);
-    assert_eq!(report(&["--share-spans", "40"]), whole);
-    assert_eq!(report(&["--share-spans", "40", "--read-all"]), whole);
-    // Facts shares of 24 spans, record batches of 3.
+    // Facts shares of 320 spans, record batches of 10.
+    assert_eq!(report(&["--share-spans", "10"]), whole);
+    assert_eq!(report(&["--share-spans", "10", "--read-all"]), whole);
+    // Facts shares of 96 spans, record batches of 3.
     assert_eq!(report(&["--share-spans", "3"]), whole);
 }

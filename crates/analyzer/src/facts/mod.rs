@@ -17,7 +17,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use lasthop_collector::{
-    FactBatch, MessageKey, NONE, Names, Share, ShareMemo, SpanStore, StoreError,
+    FactBatch, FactsFold, FactsPass, MessageKey, NONE, Names, ShareMemo, SpanStore, StoreError,
 };
 
 use lasthop_vocab::{Hop, SpanRecord};
@@ -43,39 +43,45 @@ const RECEIVED: u8 = 2;
 const UNPLACED_STORE: u8 = 4;
 /// Merged into the entry of the same message in an earlier piece.
 const MERGED: u8 = 8;
+/// Dead-lettered by some consumer (such a message is never plainly
+/// delivered, whichever consumer it was).
+const DEAD_LETTERED: u8 = 16;
 
-/// What the columns say about one message.
+/// What the columns say about one message. A window's facts hold one per
+/// message of a share, so its size sets how many messages a share can hold
+/// in a given memory: with its key, 64 bytes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct MessageState {
     /// Start of its first `send` span, `u64::MAX` if none.
     first_send: u64,
-    /// Epoch and end offset of its placed `store` span (the last one seen).
-    store_epoch: u64,
+    /// End offset of its placed `store` span (the last one seen).
     store_end: u64,
-    /// Consumer bits: an ok `process` span, any `process` span, a `dlq` span.
+    /// Consumer bits: an ok `process` span, any `process` span.
     ok: u64,
     processed: u64,
-    dead_lettered: u64,
     /// Its topic (retry and dead-letter topics aside), [`NONE`] or [`SEVERAL`].
     topic: u32,
-    store_broker: u32,
+    /// Broker and epoch of its placed `store` span, as their number in the
+    /// window's [`Placements`]; [`NONE`] if none.
+    placement: u32,
     spans: u32,
     /// Placed `store` spans, up to 255.
     stores: u8,
     flags: u8,
 }
 
+// Four to a cache line.
+const _: () = assert!(size_of::<(MessageKey, MessageState)>() == 64);
+
 impl Default for MessageState {
     fn default() -> Self {
         MessageState {
             first_send: u64::MAX,
-            store_epoch: 0,
             store_end: 0,
             ok: 0,
             processed: 0,
-            dead_lettered: 0,
             topic: NONE,
-            store_broker: NONE,
+            placement: NONE,
             spans: 0,
             stores: 0,
             flags: 0,
@@ -95,13 +101,11 @@ impl MessageState {
     fn merge(&mut self, o: &MessageState) {
         self.first_send = self.first_send.min(o.first_send);
         if o.stores > 0 {
-            (self.store_epoch, self.store_end, self.store_broker) =
-                (o.store_epoch, o.store_end, o.store_broker);
+            (self.store_end, self.placement) = (o.store_end, o.placement);
         }
         self.stores = self.stores.saturating_add(o.stores);
         self.ok |= o.ok;
         self.processed |= o.processed;
-        self.dead_lettered |= o.dead_lettered;
         self.topic = merge_topic(self.topic, o.topic);
         self.spans += o.spans;
         self.flags |= o.flags;
@@ -129,15 +133,49 @@ impl Consumers {
     }
 }
 
+/// (broker, epoch) pairs of placed `store` spans numbered across the
+/// segments of one window.
+#[derive(Debug, Default)]
+struct Placements {
+    numbers: Mutex<PlHashMap<(u32, u64), u32>>,
+}
+
+impl Placements {
+    /// The number of (broker, epoch).
+    fn id(&self, pair: (u32, u64)) -> u32 {
+        let mut numbers = self.numbers.lock().unwrap_or_else(PoisonError::into_inner);
+        let next = u32::try_from(numbers.len()).unwrap_or(NONE);
+        *numbers.entry(pair).or_insert(next)
+    }
+
+    /// Every (broker, epoch), indexed by number.
+    fn all(&self) -> Vec<(u32, u64)> {
+        let numbers = self.numbers.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut all = vec![(NONE, 0); numbers.len()];
+        for (&pair, &id) in numbers.iter() {
+            all[id as usize] = pair;
+        }
+        all
+    }
+}
+
 /// Broker, epoch, and whether replication (else flush): how far its ranges reached.
 type Coverage = PlHashMap<(u32, u64, bool), u64>;
 
+/// What the segments of one window's fold number together.
+#[derive(Debug, Default)]
+struct WindowTables {
+    consumers: Consumers,
+    placements: Placements,
+}
+
 /// One segment's fold.
 struct SegmentFold<'a> {
-    consumers: &'a Consumers,
+    tables: &'a WindowTables,
     /// Retry and dead-letter topics (`%...`) by name number.
     internal_topic: Vec<bool>,
     local_consumers: PlHashMap<(u32, u32), Option<u8>>,
+    local_placements: PlHashMap<(u32, u64), u32>,
     /// Where each dictionary ordinal's message is: part << 26 | position
     /// (a part of a segment holds at most 2^31 / 64 messages).
     slot_of_ord: Vec<u32>,
@@ -151,11 +189,12 @@ struct SegmentFold<'a> {
 
 impl<'a> SegmentFold<'a> {
     /// `share_of` is how many shares the window is read in (to size the fold).
-    fn new(keys: &[MessageKey], names: &Names, consumers: &'a Consumers, share_of: u32) -> Self {
+    fn new(keys: &[MessageKey], names: &Names, tables: &'a WindowTables, share_of: u32) -> Self {
         SegmentFold {
-            consumers,
+            tables,
             internal_topic: names.all().iter().map(|n| n.starts_with('%')).collect(),
             local_consumers: PlHashMap::default(),
+            local_placements: PlHashMap::default(),
             slot_of_ord: vec![NONE; keys.len()],
             messages: {
                 // Room for what a part gets with near certainty (keys are
@@ -171,8 +210,14 @@ impl<'a> SegmentFold<'a> {
         }
     }
 
+    fn placement(&mut self, broker: u32, epoch: u64) -> u32 {
+        let placements = &self.tables.placements;
+        *(self.local_placements.entry((broker, epoch)))
+            .or_insert_with(|| placements.id((broker, epoch)))
+    }
+
     fn consumer_bit(&mut self, group: u32, topic: u32) -> u64 {
-        let consumers = self.consumers;
+        let consumers = &self.tables.consumers;
         let id = *self
             .local_consumers
             .entry((group, topic))
@@ -185,7 +230,9 @@ impl<'a> SegmentFold<'a> {
             }
         }
     }
+}
 
+impl FactsFold for SegmentFold<'_> {
     fn add(&mut self, keys: &[MessageKey], b: &FactBatch) {
         for i in 0..b.len() {
             let (hop, group, topic, t) = (b.hop[i], b.group[i], b.topic[i], b.start_ns[i]);
@@ -220,6 +267,12 @@ impl<'a> SegmentFold<'a> {
                 Some(Hop::Process | Hop::Dlq) if group != NONE => self.consumer_bit(group, topic),
                 _ => 0,
             };
+            let placement = match (hop, b.broker[i], b.epoch[i]) {
+                (Some(Hop::Store), broker, Some(epoch)) if broker != NONE => {
+                    Some(self.placement(broker, epoch))
+                }
+                _ => None,
+            };
             let slot = &mut self.slot_of_ord[ord as usize];
             if *slot == NONE {
                 let key = keys[ord as usize];
@@ -251,12 +304,11 @@ impl<'a> SegmentFold<'a> {
                         m.ok |= bit;
                     }
                 }
-                Some(Hop::Dlq) => m.dead_lettered |= bit,
-                Some(Hop::Store) => match (b.broker[i], b.epoch[i], b.commitlog_offset[i]) {
-                    (broker, Some(epoch), Some(offset)) if broker != NONE => {
+                Some(Hop::Dlq) if bit != 0 => m.flags |= DEAD_LETTERED,
+                Some(Hop::Store) => match (placement, b.commitlog_offset[i]) {
+                    (Some(placement), Some(offset)) => {
                         m.stores = m.stores.saturating_add(1);
-                        m.store_broker = broker;
-                        m.store_epoch = epoch;
+                        m.placement = placement;
                         m.store_end = offset + b.commitlog_size[i].unwrap_or(1);
                     }
                     _ => m.flags |= UNPLACED_STORE,
@@ -264,6 +316,12 @@ impl<'a> SegmentFold<'a> {
                 _ => {}
             }
         }
+    }
+
+    /// Where each ordinal's message is is no longer needed once the
+    /// segment is folded; every segment's fold is kept until the merge.
+    fn finish(&mut self) {
+        self.slot_of_ord = Vec::new();
     }
 }
 
@@ -273,6 +331,8 @@ pub struct WindowFacts {
     names: Vec<Arc<str>>,
     /// (group, topic) of each consumer bit.
     consumers: Vec<(u32, u32)>,
+    /// (broker, epoch) of each [`MessageState::placement`].
+    placements: Vec<(u32, u64)>,
     /// One entry per message, in pieces: a segment's messages of one part
     /// (see [`merge_by_key`]).
     messages: Vec<Vec<(MessageKey, MessageState)>>,
@@ -284,45 +344,44 @@ pub struct WindowFacts {
 }
 
 impl WindowFacts {
-    /// The facts of the spans of `share` that started in `window`, from
-    /// the store's fast fields. With no share, only what does not need
-    /// messages: the consumers of each topic, their last processing, the
-    /// flush and replicate coverage; no message is read. `memo` is shared by
-    /// the passes over one pinned store.
+    /// The facts of the spans of `pass` that started in `window`, from the
+    /// store's fast fields. Spans folded without their message (all of them
+    /// with [`FactsPass::WindowOnly`], the other shares' with
+    /// [`FactsPass::ShareAndWindow`]) give only what does not need messages:
+    /// the consumers of each topic, their last processing, the flush and
+    /// replicate coverage. `memo` is shared by the passes over one pinned
+    /// store.
     pub fn read(
         store: &SpanStore,
         window: (u64, u64),
-        share: Option<Share>,
+        pass: FactsPass,
         memo: Option<&ShareMemo>,
     ) -> Result<Self, StoreError> {
+        let share = pass.share();
         let names = Names::default();
-        let consumers = Consumers::default();
-        let folds = store.fold_facts(
-            window,
-            share,
-            memo,
-            &names,
-            |keys| SegmentFold::new(keys, &names, &consumers, share.map_or(1, |s| s.of)),
-            |fold, keys, batch| fold.add(keys, batch),
-        )?;
-        Ok(WindowFacts::merge(folds, &names, &consumers))
+        let tables = WindowTables::default();
+        let folds = store.fold_facts(window, pass, memo, &names, |keys| {
+            SegmentFold::new(keys, &names, &tables, share.map_or(1, |s| s.of))
+        })?;
+        Ok(WindowFacts::merge(folds, &names, &tables))
     }
 
     /// The same facts from records, as one segment (tests check the store's
     /// facts against these).
     pub fn of_records<'a>(spans: impl IntoIterator<Item = &'a SpanRecord>) -> Self {
         let names = Names::default();
-        let consumers = Consumers::default();
+        let tables = WindowTables::default();
         let (keys, batch) = FactBatch::of_records(spans, &names);
-        let mut fold = SegmentFold::new(&keys, &names, &consumers, 1);
+        let mut fold = SegmentFold::new(&keys, &names, &tables, 1);
         fold.add(&keys, &batch);
-        WindowFacts::merge(vec![fold], &names, &consumers)
+        WindowFacts::merge(vec![fold], &names, &tables)
     }
 
-    fn merge(folds: Vec<SegmentFold<'_>>, names: &Names, consumers: &Consumers) -> Self {
+    fn merge(folds: Vec<SegmentFold<'_>>, names: &Names, tables: &WindowTables) -> Self {
         let mut facts = WindowFacts {
             names: names.all(),
-            consumers: consumers
+            placements: tables.placements.all(),
+            consumers: (tables.consumers)
                 .pairs
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -346,6 +405,14 @@ impl WindowFacts {
         // A message whose spans sit in several segments is merged here.
         facts.messages = merge_by_key(runs);
         facts
+    }
+
+    /// The (broker, epoch) of a [`MessageState::placement`].
+    fn placement(&self, id: u32) -> (u32, u64) {
+        self.placements
+            .get(id as usize)
+            .copied()
+            .unwrap_or((NONE, 0))
     }
 
     fn name(&self, id: u32) -> &str {

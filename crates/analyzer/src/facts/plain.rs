@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 
 use super::{
-    KeySet, MessageKey, MessageState, NONE, RECEIVED, SENT, SEVERAL, UNPLACED_STORE, WindowFacts,
+    DEAD_LETTERED, KeySet, MessageKey, MessageState, NONE, RECEIVED, SENT, SEVERAL, UNPLACED_STORE,
+    WindowFacts,
 };
 use crate::evidence::Globals;
 
@@ -145,15 +146,13 @@ impl PlainDelivered {
                     continue;
                 };
                 let (flushed, replicated) = match coverage {
-                    Some((at, covered)) if at == (m.store_broker, m.store_epoch) => covered,
+                    Some((at, covered)) if at == m.placement => covered,
                     _ => {
-                        let reach = |replicate: bool| {
-                            f.covered
-                                .get(&(m.store_broker, m.store_epoch, replicate))
-                                .copied()
-                        };
+                        let (broker, epoch) = f.placement(m.placement);
+                        let reach =
+                            |replicate: bool| f.covered.get(&(broker, epoch, replicate)).copied();
                         let covered = (reach(false), reach(true));
-                        coverage = Some(((m.store_broker, m.store_epoch), covered));
+                        coverage = Some((m.placement, covered));
                         covered
                     }
                 };
@@ -220,9 +219,12 @@ fn plain_groups(
         Some(Some(bits)) => (*bits)?,
         _ => 0,
     };
-    let (ok, dead) = (groups_of(m.ok), groups_of(m.dead_lettered));
-    let expected = by_topic | expected_extra | groups_of(m.processed) | dead;
-    (expected != 0 && expected & ok == expected && expected & dead == 0).then_some(expected)
+    if m.flags & DEAD_LETTERED != 0 {
+        return None;
+    }
+    let ok = groups_of(m.ok);
+    let expected = by_topic | expected_extra | groups_of(m.processed);
+    (expected != 0 && expected & ok == expected).then_some(expected)
 }
 
 #[cfg(test)]
@@ -240,6 +242,39 @@ mod tests {
             topic: Some(topic.into()),
             ..SpanRecord::default()
         }
+    }
+
+    /// Sent, stored on broker-a, received and processed ok by `red-packet`.
+    fn delivered(id: &str) -> Vec<SpanRecord> {
+        let mut spans = vec![
+            span(id, Hop::Send, "", "order_paid"),
+            span(id, Hop::Store, "", "order_paid"),
+            span(id, Hop::Receive, "red-packet", "order_paid"),
+            span(id, Hop::Process, "red-packet", "order_paid"),
+        ];
+        for s in &mut spans {
+            s.group = s.group.take().filter(|g| !g.is_empty());
+        }
+        spans[1].broker = Some("broker-a".into());
+        spans[1].epoch = Some(1);
+        spans[1].commitlog_offset = Some(100);
+        spans
+    }
+
+    #[test]
+    fn a_dead_lettered_message_is_never_plainly_delivered() {
+        let mut spans = delivered("M1");
+        spans.extend(delivered("M2"));
+        let facts = WindowFacts::of_records(&spans);
+        let plain = PlainDelivered::find(&facts, &Globals::default(), &[]);
+        assert_eq!((plain.messages, plain.others.len()), (2, 0));
+
+        // Dead-lettered by the group that also processed it ok.
+        spans.push(span("M2", Hop::Dlq, "red-packet", "order_paid"));
+        let facts = WindowFacts::of_records(&spans);
+        let plain = PlainDelivered::find(&facts, &Globals::default(), &[]);
+        assert_eq!((plain.messages, plain.others.len()), (1, 1));
+        assert!(plain.others.contains(&lasthop_collector::message_key("M2")));
     }
 
     #[test]

@@ -236,6 +236,43 @@ impl<T: Clone> Mapped<T> {
     }
 }
 
+/// What a facts pass folds each segment's chunks into
+/// ([`SpanStore::fold_facts`]).
+pub trait FactsFold: Send {
+    /// Adds a chunk of the segment's spans; `keys` are the segment's message
+    /// keys, which [`FactBatch::message`] points into.
+    fn add(&mut self, keys: &[MessageKey], batch: &FactBatch);
+
+    /// Called once the segment's last chunk is in: the states of every
+    /// segment are kept until the pass ends, so scratch is freed here.
+    fn finish(&mut self) {}
+}
+
+/// The spans a facts pass folds ([`SpanStore::fold_facts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactsPass {
+    /// Every span of the window as if it had no message id: only the
+    /// window-wide facts (which groups consume what, flush and replication
+    /// coverage); no message key is computed.
+    WindowOnly,
+    /// The spans of one share, and every span without a message id.
+    Share(Share),
+    /// The spans of one share, and every other span of the window as if it
+    /// had no message id: one share's messages and the whole window's
+    /// window-wide facts in a single pass.
+    ShareAndWindow(Share),
+}
+
+impl FactsPass {
+    /// The share whose messages the pass folds, if any.
+    pub fn share(self) -> Option<Share> {
+        match self {
+            FactsPass::WindowOnly => None,
+            FactsPass::Share(share) | FactsPass::ShareAndWindow(share) => Some(share),
+        }
+    }
+}
+
 /// What a pass over a pinned store learnt for the next passes over it, so
 /// that a message id is hashed by one pass only.
 ///
@@ -345,25 +382,25 @@ fn share_keys(
 }
 
 impl SpanStore {
-    /// Folds the facts of the spans of `share` that started in
+    /// Folds the facts of the spans of `pass` that started in
     /// `[start_ns, end_ns)`: per segment (in parallel), `init` makes a state
-    /// from the segment's message keys and `add` adds each chunk to it.
-    /// Spans without a message id are in every share. With no share, every
-    /// span is folded as if it had no message id (no key is computed).
-    /// `memo` keeps what later passes over this store (pinned: see
+    /// from the segment's message keys and each chunk is added to it.
+    /// Spans without a message id are in every share; a span folded "as if
+    /// it had no message id" comes with message [`NONE`]. `memo` keeps what later passes over this store (pinned: see
     /// [`SpanStore::pinned`]) need not compute again: which share each
     /// message is in, or with one share the message keys. Returns the
     /// states, one per segment.
-    pub fn fold_facts<S: Send>(
+    pub fn fold_facts<S: FactsFold>(
         &self,
         (start_ns, end_ns): (u64, u64),
-        share: Option<Share>,
+        pass: FactsPass,
         memo: Option<&ShareMemo>,
         names: &Names,
         init: impl Fn(&[MessageKey]) -> S + Sync,
-        add: impl Fn(&mut S, &[MessageKey], &FactBatch) + Sync,
     ) -> Result<Vec<S>, StoreError> {
         use rayon::prelude::*;
+        let share = pass.share();
+        let whole_window = matches!(pass, FactsPass::ShareAndWindow(_));
         let searcher = self.searcher();
         searcher
             .segment_readers()
@@ -384,7 +421,11 @@ impl SpanStore {
                 let docs = match (share, memo) {
                     (Some(share), Some(memo)) if (2..=MEMO_SHARES).contains(&share.of) => {
                         match ShareMemo::get(&memo.docs, id, share.of) {
-                            Some(codes) => Documents::Known(codes, share.index as u8),
+                            // Only the share's own documents are known to be needed.
+                            Some(codes) if !whole_window => {
+                                Documents::Known(codes, share.index as u8)
+                            }
+                            Some(_) => Documents::All,
                             // Only a pass that computed every key can learn documents' shares.
                             None if whole => Documents::Learn(
                                 share.of,
@@ -399,10 +440,9 @@ impl SpanStore {
                     segment,
                     (start_ns, end_ns),
                     (&keys, &in_share),
-                    docs,
+                    (docs, whole_window),
                     names,
                     &init,
-                    &add,
                 )?;
                 if let (Some(memo), Documents::Learn(of, codes)) = (memo, learnt) {
                     ShareMemo::put(&memo.docs, id, of, codes);
@@ -423,28 +463,125 @@ enum Documents {
     Known(Arc<Vec<u8>>, u8),
 }
 
+/// The columns a facts pass reads, opened once per segment, and the
+/// buffers their reads reuse.
+struct FactColumns {
+    hop: Mapped<Option<Hop>>,
+    group: Mapped<u32>,
+    topic: Mapped<u32>,
+    broker: Mapped<u32>,
+    error_type: Mapped<bool>,
+    status: Option<Column<u64>>,
+    epoch: Option<Column<u64>>,
+    cl_offset: Option<Column<u64>>,
+    cl_size: Option<Column<u64>>,
+    r_end: Option<Column<u64>>,
+    errors: Vec<bool>,
+    statuses: Vec<Option<u64>>,
+}
+
+impl FactColumns {
+    fn open(segment: &SegmentReader, names: &Names) -> Result<Self, StoreError> {
+        let name = |bytes: &[u8]| names.id(&String::from_utf8_lossy(bytes));
+        let hop = Mapped::open(segment, "hop", |b| {
+            std::str::from_utf8(b)
+                .ok()
+                .and_then(|s| s.parse::<Hop>().ok())
+        })?;
+        Ok(FactColumns {
+            hop,
+            group: Mapped::open(segment, "group", name)?,
+            topic: Mapped::open(segment, "topic", name)?,
+            broker: Mapped::open(segment, "broker", name)?,
+            error_type: Mapped::open(segment, "error_type", |_| true)?,
+            status: numbers(segment, "status")?,
+            epoch: numbers(segment, "epoch")?,
+            cl_offset: numbers(segment, "commitlog_offset")?,
+            cl_size: numbers(segment, "commitlog_size")?,
+            r_end: numbers(segment, "range_end")?,
+            errors: Vec::new(),
+            statuses: Vec::new(),
+        })
+    }
+
+    /// Whether each of the chunk's documents is neither an error status
+    /// nor has an error type.
+    fn read_ok(&mut self, chunk: &mut Chunk, out: &mut Vec<bool>) {
+        self.error_type.read(chunk, false, &mut self.errors);
+        chunk.numbers(self.status.as_ref(), &mut self.statuses);
+        out.clear();
+        out.extend(
+            (self.statuses.iter().zip(&self.errors))
+                .map(|(status, error)| *status != Some(2) && !error),
+        );
+    }
+
+    /// Every fact of the chunk's documents but their start times and
+    /// messages, which `batch` already has.
+    fn read(&mut self, chunk: &mut Chunk, batch: &mut FactBatch) {
+        self.hop.read(chunk, None, &mut batch.hop);
+        self.group.read(chunk, NONE, &mut batch.group);
+        self.topic.read(chunk, NONE, &mut batch.topic);
+        self.broker.read(chunk, NONE, &mut batch.broker);
+        self.read_ok(chunk, &mut batch.ok);
+        chunk.numbers(self.epoch.as_ref(), &mut batch.epoch);
+        chunk.numbers(self.cl_offset.as_ref(), &mut batch.commitlog_offset);
+        chunk.numbers(self.cl_size.as_ref(), &mut batch.commitlog_size);
+        chunk.numbers(self.r_end.as_ref(), &mut batch.range_end);
+    }
+
+    /// The facts of other shares' spans that a whole-window pass folds:
+    /// those of spans with a consumer group (which groups consume what, and
+    /// when each last processed), as spans without a message. Their
+    /// placement and coverage facts are left to their own share's pass.
+    /// `times` are the start times of the chunk's documents. Keeps in
+    /// `chunk` only the documents with a group.
+    fn read_consumers(&mut self, chunk: &mut Chunk, times: &[u64], batch: &mut FactBatch) {
+        self.group.read(chunk, NONE, &mut batch.group);
+        batch.start_ns.clear();
+        let mut kept = 0;
+        for (i, &t) in times.iter().enumerate() {
+            if batch.group[i] != NONE {
+                chunk.docs[kept] = chunk.docs[i];
+                batch.group[kept] = batch.group[i];
+                batch.start_ns.push(t);
+                kept += 1;
+            }
+        }
+        chunk.docs.truncate(kept);
+        batch.group.truncate(kept);
+        self.hop.read(chunk, None, &mut batch.hop);
+        self.topic.read(chunk, NONE, &mut batch.topic);
+        self.read_ok(chunk, &mut batch.ok);
+        for column in [&mut batch.message, &mut batch.broker] {
+            column.clear();
+            column.resize(kept, NONE);
+        }
+        for column in [
+            &mut batch.epoch,
+            &mut batch.commitlog_offset,
+            &mut batch.commitlog_size,
+            &mut batch.range_end,
+        ] {
+            column.clear();
+            column.resize(kept, None);
+        }
+    }
+}
+
 /// One segment's part of [`SpanStore::fold_facts`]. `init` runs once the
-/// segment's names are in `names`. Returns the state, and the documents
-/// (with each one's share when it was to be learnt).
-fn fold_segment<S>(
+/// segment's names are in `names`. With `whole_window`, other shares' spans
+/// are folded too ([`FactColumns::read_consumers`]). Returns the state, and
+/// the documents (with each one's share when it was to be learnt).
+fn fold_segment<S: FactsFold>(
     segment: &SegmentReader,
     (lo, hi): (u64, u64),
     (keys, in_share): (&Mapped<MessageKey>, &[bool]),
-    mut documents: Documents,
+    (mut documents, whole_window): (Documents, bool),
     names: &Names,
     init: impl Fn(&[MessageKey]) -> S,
-    add: impl Fn(&mut S, &[MessageKey], &FactBatch),
 ) -> Result<(S, Documents), StoreError> {
-    let name = |bytes: &[u8]| names.id(&String::from_utf8_lossy(bytes));
-    let hop = Mapped::open(segment, "hop", |b| {
-        std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.parse::<Hop>().ok())
-    })?;
-    let group = Mapped::open(segment, "group", name)?;
-    let topic = Mapped::open(segment, "topic", name)?;
-    let broker = Mapped::open(segment, "broker", name)?;
-    let error_type = Mapped::open(segment, "error_type", |_| true)?;
+    let mut columns = FactColumns::open(segment, names)?;
     let message = Mapped {
         ords: keys.ords.clone(),
         values: in_share
@@ -454,19 +591,16 @@ fn fold_segment<S>(
             .collect(),
     };
     let start = numbers(segment, "start_ns")?;
-    let status = numbers(segment, "status")?;
-    let [epoch, cl_offset, cl_size, r_end] =
-        ["epoch", "commitlog_offset", "commitlog_size", "range_end"].map(|n| numbers(segment, n));
-    let (epoch, cl_offset, cl_size, r_end) = (epoch?, cl_offset?, cl_size?, r_end?);
     let alive = segment.alive_bitset();
     let mut state = init(&keys.values);
 
     let mut batch = FactBatch::default();
     let mut chunk = Chunk::default();
+    // Other shares' spans of a whole-window pass.
+    let (mut others, mut other_times) = (Chunk::default(), Vec::new());
     let mut times: Vec<Option<u64>> = Vec::new();
     let mut ords: Vec<Option<u64>> = Vec::new();
     let mut messages: Vec<u32> = Vec::new();
-    let mut errors: Vec<bool> = Vec::new();
     let max_doc = segment.max_doc();
     let mut first = 0;
     while first < max_doc {
@@ -478,6 +612,8 @@ fn fold_segment<S>(
             }),
             _ => chunk.start(first..last, |&d| alive.is_none_or(|a| a.is_alive(d))),
         }
+        others.start(first..last, |_| false);
+        other_times.clear();
         first = last;
         // In the window, and in the share (or without a message id).
         chunk.numbers(start.as_ref(), &mut times);
@@ -499,14 +635,28 @@ fn fold_segment<S>(
         let mut kept = 0;
         for i in 0..chunk.docs.len() {
             let t = times[i].unwrap_or(0);
-            if t >= lo && t < hi && messages[i] != NONE - 1 {
-                chunk.docs[kept] = chunk.docs[i];
-                times[kept] = Some(t);
-                messages[kept] = messages[i];
-                kept += 1;
+            if t < lo || t >= hi {
+                continue;
             }
+            if messages[i] == NONE - 1 {
+                if whole_window {
+                    others.docs.push(chunk.docs[i]);
+                    other_times.push(t);
+                }
+                continue;
+            }
+            chunk.docs[kept] = chunk.docs[i];
+            times[kept] = Some(t);
+            messages[kept] = messages[i];
+            kept += 1;
         }
         chunk.docs.truncate(kept);
+        if !others.docs.is_empty() {
+            columns.read_consumers(&mut others, &other_times, &mut batch);
+            if !batch.is_empty() {
+                state.add(&keys.values, &batch);
+            }
+        }
         if kept == 0 {
             continue;
         }
@@ -516,24 +666,9 @@ fn fold_segment<S>(
             .extend(times[..kept].iter().map(|t| t.unwrap_or(0)));
         batch.message.clear();
         batch.message.extend_from_slice(&messages[..kept]);
-        hop.read(&mut chunk, None, &mut batch.hop);
-        group.read(&mut chunk, NONE, &mut batch.group);
-        topic.read(&mut chunk, NONE, &mut batch.topic);
-        broker.read(&mut chunk, NONE, &mut batch.broker);
-        error_type.read(&mut chunk, false, &mut errors);
-        chunk.numbers(status.as_ref(), &mut times);
-        batch.ok.clear();
-        batch.ok.extend(
-            times
-                .iter()
-                .zip(&errors)
-                .map(|(status, error)| *status != Some(2) && !error),
-        );
-        chunk.numbers(epoch.as_ref(), &mut batch.epoch);
-        chunk.numbers(cl_offset.as_ref(), &mut batch.commitlog_offset);
-        chunk.numbers(cl_size.as_ref(), &mut batch.commitlog_size);
-        chunk.numbers(r_end.as_ref(), &mut batch.range_end);
-        add(&mut state, &keys.values, &batch);
+        columns.read(&mut chunk, &mut batch);
+        state.add(&keys.values, &batch);
     }
+    state.finish();
     Ok((state, documents))
 }

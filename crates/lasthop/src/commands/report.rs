@@ -10,7 +10,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lasthop_analyzer::facts::{KeySet, PlainDelivered, WindowFacts};
 use lasthop_analyzer::report::{self, ReportBuilder, Window};
 use lasthop_analyzer::{Evidence, Globals, Options};
-use lasthop_collector::{Messages, Pipeline, PipelineOptions, Share, ShareMemo, SpanStore};
+use lasthop_collector::{
+    FactsPass, Messages, Pipeline, PipelineOptions, Share, ShareMemo, SpanStore,
+};
 use lasthop_vocab::SpanRecord;
 
 use crate::cli::{ReportArgs, ReportFormat};
@@ -176,9 +178,13 @@ fn judge_records(
 }
 
 /// How many spans the fast-field pass reads at once for each span whose
-/// record is judged at once: a span's facts take a few dozen bytes, its
-/// record and evidence about a kilobyte.
-const FACTS_PER_RECORDS: u64 = 8;
+/// record is judged at once. The facts keep 64 bytes per message (about 16
+/// per span at four spans a message), a record and its evidence about a
+/// kilobyte: the facts of a share take about half the memory the records
+/// of a batch may. Every share but the first reads only its own documents,
+/// yet pays for streaming every segment's message ids again, so fewer,
+/// larger shares are faster.
+const FACTS_PER_RECORDS: u64 = 32;
 
 /// The messages to read from records, in batches of about `share_spans`
 /// spans: shares' other messages together while they fit, a share with more
@@ -215,10 +221,12 @@ fn record_batches(shares: Vec<PlainDelivered>, share_spans: u64) -> Vec<KeySet> 
 /// [`FACTS_PER_RECORDS`] times that, the window's messages are split into
 /// shares by message key.
 ///
-/// 1. From fast fields only, no record read: which groups consume each topic
-///    (skipped with one share, whose facts say it), then per share the
-///    [`WindowFacts`]: they add to the window's [`Globals`], and the messages
-///    they show plainly delivered are counted ([`PlainDelivered`]).
+/// 1. From fast fields only, no record read: per share the [`WindowFacts`].
+///    The first share's pass also folds every other span of the window
+///    without its message, so that which groups consume each topic is known
+///    before any share is judged. Each share's facts add to the window's
+///    [`Globals`], and the messages they show plainly delivered are counted
+///    ([`PlainDelivered`]).
 /// 2. The other messages' records are read in batches of about
 ///    `share_spans` spans ([`record_batches`]), each with every span without
 ///    a message id, and judged by the rules with the window's facts.
@@ -240,13 +248,15 @@ fn judge_store(
     let mut builder = ReportBuilder::new();
     let bar = progress_bar(total, "judging");
     let mut globals = Globals::default();
-    if of > 1 {
-        globals.absorb_facts(&WindowFacts::read(store, window, None, None)?);
-    }
     let mut others = Vec::new();
     let memo = ShareMemo::default();
     for index in 0..of {
-        let facts = WindowFacts::read(store, window, Some(Share { index, of }), Some(&memo))?;
+        let share = Share { index, of };
+        let pass = match index {
+            0 if of > 1 => FactsPass::ShareAndWindow(share),
+            _ => FactsPass::Share(share),
+        };
+        let facts = WindowFacts::read(store, window, pass, Some(&memo))?;
         if facts.too_many_consumers {
             bar.finish_and_clear();
             eprintln!("more than 64 (group, topic) pairs: judging every message from its records");

@@ -690,7 +690,8 @@ fn plainly_delivered_from_columns_gives_the_report_of_the_rules() {
 #[test]
 fn facts_from_a_store_match_facts_from_records() {
     use crate::facts::PlainDelivered;
-    use lasthop_collector::{FactsPass, Pipeline, PipelineOptions, Share};
+    use crate::facts::WindowShares;
+    use lasthop_collector::{FactsPass, Pipeline, PipelineOptions};
     let spans = plain_history();
     let dir = tempfile::tempdir().unwrap();
     let pipeline = Pipeline::open(dir.path(), PipelineOptions::default()).unwrap();
@@ -718,65 +719,47 @@ fn facts_from_a_store_match_facts_from_records() {
     consumers.absorb_facts(&WindowFacts::read(store, (0, u64::MAX), window_only, None).unwrap());
     assert_eq!(consumers.groups_by_topic, globals.groups_by_topic);
     assert_eq!(consumers.last_processing, globals.last_processing);
-    // A share's pass that also reads the whole window knows what the share
-    // alone does not: checked on the shares that miss a consumer or its
-    // last processing, which must exist for the check to mean anything.
-    let mut partial_shares = 0;
-    for share in (2..=6).flat_map(|of| (0..of).map(move |index| Share { index, of })) {
-        let read = |pass| {
-            let mut g = Globals::default();
-            g.absorb_facts(&WindowFacts::read(store, (0, u64::MAX), pass, None).unwrap());
-            g
-        };
-        let alone = read(FactsPass::Share(share));
-        if (&alone.groups_by_topic, &alone.last_processing)
-            == (&globals.groups_by_topic, &globals.last_processing)
-        {
-            continue;
-        }
-        partial_shares += 1;
-        let with_window = read(FactsPass::ShareAndWindow(share));
-        assert_eq!(with_window.groups_by_topic, globals.groups_by_topic);
-        assert_eq!(with_window.last_processing, globals.last_processing);
-        // The share's own messages are the same either way.
-        assert_eq!(with_window.newest_processed, alone.newest_processed);
-    }
-    assert!(partial_shares > 0, "every share sees every consumer");
-    // With a memo, the passes after the first hash only their share's ids.
-    // A first pass that also reads the whole window knows every topic's
-    // groups before the other shares are read.
-    let passes = [
-        (1, false, false),
-        (1, true, false),
-        (3, false, false),
-        (3, true, false),
-        (3, false, true),
-        (3, true, true),
-    ];
-    for (of, memoized, whole_first) in passes {
+    // One pass, handed out in shares (spilled to a file past one): every
+    // share knows every topic's groups, the shares' messages are the
+    // window's, split, and together they judge as the whole does.
+    for (of, memoized) in [(1, false), (1, true), (2, false), (3, true), (5, false)] {
         let memo = lasthop_collector::ShareMemo::default();
         let memo = memoized.then_some(&memo);
+        let spill_dir = tempfile::tempdir().unwrap();
+        let mut shares =
+            WindowShares::read(store, (0, u64::MAX), (of, spill_dir.path()), memo).unwrap();
+        assert_eq!(shares.of(), of);
         let mut from_store = Globals::default();
         let mut others = polars::prelude::PlHashSet::default();
         let (mut messages, mut verdicts, mut spans_counted, mut funnel) = (0, 0, 0, [0; 6]);
+        let mut largest_share = 0;
         for index in 0..of {
-            let share = Share { index, of };
-            let pass = match index {
-                0 if whole_first => FactsPass::ShareAndWindow(share),
-                _ => FactsPass::Share(share),
-            };
-            let facts = WindowFacts::read(store, (0, u64::MAX), pass, memo).unwrap();
+            let facts = shares.share(index).unwrap();
+            let mut alone = Globals::default();
+            alone.absorb_facts(&facts);
+            assert_eq!(
+                alone.groups_by_topic, globals.groups_by_topic,
+                "{of} shares"
+            );
+            assert_eq!(
+                alone.last_processing, globals.last_processing,
+                "{of} shares"
+            );
             from_store.absorb_facts(&facts);
-            if whole_first {
-                assert_eq!(from_store.groups_by_topic, globals.groups_by_topic);
-                assert_eq!(from_store.last_processing, globals.last_processing);
-            }
             let p = PlainDelivered::find(&facts, &globals, &opts().groups);
+            largest_share = largest_share.max(p.messages + p.others.len() as u64);
             others.extend(p.others);
             messages += p.messages;
             verdicts += p.verdicts;
             spans_counted += p.spans;
             funnel.iter_mut().zip(p.funnel).for_each(|(a, b)| *a += b);
+        }
+        let all = plain.messages + plain.others.len() as u64;
+        if of > 1 {
+            assert!(
+                largest_share < all,
+                "{of} shares: one share holds every message"
+            );
         }
         assert_eq!(from_store, globals, "{of} shares");
         assert_eq!(others, plain.others, "{of} shares");

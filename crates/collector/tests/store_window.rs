@@ -106,7 +106,7 @@ fn a_window_read_gives_the_chosen_messages_spans_that_started_inside_it() {
             FactsPass::Share(Share::ALL),
             Some(&memo),
             &Names::default(),
-            |_| NoFacts,
+            |_, _| NoFacts,
         )
         .unwrap();
 

@@ -342,11 +342,11 @@ pub struct ReportArgs {
     pub fail_on_loss: bool,
     /// Spans whose records are judged at once when reading the store
     /// (about a kilobyte each). Messages plainly delivered are counted from
-    /// fast fields, 32 times this many spans at a time (64 bytes a message,
-    /// about 16 a span); a larger window is read a share of its messages at
-    /// a time, so memory follows this, plus about two bytes per span of the
-    /// window (which share each span and message id is in, kept between
-    /// shares).
+    /// fast fields in one pass over the window; their facts (64 bytes a
+    /// message, about 16 a span) are held for 8 times this many spans at a
+    /// time, the rest of a larger window's waiting in a temporary file (see
+    /// --spool-dir) for their turn, so memory follows this however large the
+    /// window.
     #[arg(long, default_value_t = 2_000_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub share_spans: u64,
     /// --input files larger than this in all (MiB) are first loaded into a
@@ -355,8 +355,10 @@ pub struct ReportArgs {
     /// memory. 0 always loads them.
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     pub spool_above: u64,
-    /// Where that temporary store goes (it takes about 300 bytes per span
-    /// and is removed afterwards); the system's temporary directory by default.
+    /// Where temporary files go: that temporary store (about 300 bytes per
+    /// span), and the message facts of a window read in several shares (62
+    /// bytes per message); both are removed afterwards. The system's
+    /// temporary directory (TMPDIR) by default.
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
     /// Judge every message from its records, also those whose columns

@@ -322,6 +322,85 @@ fn report_over_files_counts_losses_and_fails_on_loss() {
 }
 
 #[test]
+fn report_spills_shares_facts_and_names_the_directory_it_cannot_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Twenty messages' sends: many facts shares at --share-spans 1 (eight
+    // spans' facts at once).
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    for n in 0..20 {
+        let line = LINE
+            .replace("eee19b7ec3c1b174", &format!("{:016x}", n + 1))
+            .replace("\"M42\"", &format!("\"M{n}\""));
+        writeln!(file, "{line}").unwrap();
+    }
+    let out = lasthop()
+        .arg("ingest")
+        .arg("--data")
+        .arg(&data)
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = |extra: &[&std::ffi::OsStr]| {
+        lasthop()
+            .args(["report", "--format", "json", "--data"])
+            .arg(&data)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let whole = report(&[]);
+    assert!(
+        whole.status.success(),
+        "{}",
+        String::from_utf8_lossy(&whole.stderr)
+    );
+    let whole: serde_json::Value = serde_json::from_slice(&whole.stdout).unwrap();
+    assert_eq!(whole["totals"]["messages"], 20);
+
+    let spill = dir.path().join("spill");
+    std::fs::create_dir(&spill).unwrap();
+    let shared = report(&[
+        "--share-spans".as_ref(),
+        "1".as_ref(),
+        "--spool-dir".as_ref(),
+        spill.as_os_str(),
+    ]);
+    assert!(
+        shared.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shared.stderr)
+    );
+    let shared: serde_json::Value = serde_json::from_slice(&shared.stdout).unwrap();
+    assert_eq!(shared, whole, "the same report a share at a time");
+    assert_eq!(
+        std::fs::read_dir(&spill).unwrap().count(),
+        0,
+        "nothing left behind"
+    );
+
+    let missing = dir.path().join("no-such-dir");
+    let out = report(&[
+        "--share-spans".as_ref(),
+        "1".as_ref(),
+        "--spool-dir".as_ref(),
+        missing.as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot keep message facts in a temporary file in")
+            && stderr.contains(&*missing.to_string_lossy()),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn report_through_a_running_collector_matches_the_data_directory() {
     let dir = tempfile::tempdir().unwrap();
     assert!(ingest_sample(dir.path()).status.success());

@@ -39,6 +39,15 @@ pub(super) fn merge_by_key(
     by_part.into_iter().flatten().collect()
 }
 
+/// The pieces of one part (in segment order), merged by key as
+/// [`merge_by_key`] does.
+pub(super) fn merge_pieces(
+    mut pieces: Vec<Vec<(MessageKey, MessageState)>>,
+) -> Vec<Vec<(MessageKey, MessageState)>> {
+    merge_part(&mut pieces, &mut Vec::new());
+    pieces
+}
+
 /// Merges the pieces of one part (each one entry per key) so that each key
 /// has one entry, in the first piece that has it. `table` is scratch: an
 /// open-addressing table sized to fit in cache (keys are uniform hashes, so

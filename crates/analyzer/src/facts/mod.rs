@@ -17,7 +17,8 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use lasthop_collector::{
-    FactBatch, FactsFold, FactsPass, MessageKey, NONE, Names, ShareMemo, SpanStore, StoreError,
+    FactBatch, FactsFold, FactsPass, MessageKey, NONE, Names, Share, ShareMemo, SpanStore,
+    StoreError,
 };
 
 use lasthop_vocab::{Hop, SpanRecord};
@@ -25,13 +26,19 @@ use polars::prelude::{PlHashMap, PlHashSet};
 
 mod merge;
 mod plain;
+mod spill;
 
 pub use plain::PlainDelivered;
 
-use merge::{PARTS, merge_by_key, part_of};
+use merge::{PARTS, merge_by_key, merge_pieces, part_of};
+use spill::Spill;
 
 /// A set of message keys.
 pub type KeySet = PlHashSet<MessageKey>;
+
+/// Messages' entries, each key once: a segment's messages of one part, or
+/// a share's after merging.
+type Entries = Vec<(MessageKey, MessageState)>;
 
 /// Most consumers ((group, topic) pairs) a window's facts can tell apart.
 const MAX_CONSUMERS: usize = 64;
@@ -185,12 +192,16 @@ struct SegmentFold<'a> {
     consuming: PlHashSet<(u32, u32)>,
     last_processing: PlHashMap<(u32, u32), u64>,
     too_many_consumers: bool,
+    /// Where the messages go once the segment is folded, and the segment's
+    /// position in the pass; without, they are kept until the merge.
+    spill: Option<(&'a Spill, u32)>,
 }
 
 impl<'a> SegmentFold<'a> {
     /// `share_of` is how many shares the window is read in (to size the fold).
     fn new(keys: &[MessageKey], names: &Names, tables: &'a WindowTables, share_of: u32) -> Self {
         SegmentFold {
+            spill: None,
             tables,
             internal_topic: names.all().iter().map(|n| n.starts_with('%')).collect(),
             local_consumers: PlHashMap::default(),
@@ -319,9 +330,14 @@ impl FactsFold for SegmentFold<'_> {
     }
 
     /// Where each ordinal's message is is no longer needed once the
-    /// segment is folded; every segment's fold is kept until the merge.
+    /// segment is folded; every segment's fold is kept until the merge,
+    /// its messages in the spill if there is one.
     fn finish(&mut self) {
         self.slot_of_ord = Vec::new();
+        if let Some((spill, segment)) = self.spill {
+            spill.write(segment, &mut self.messages);
+            self.messages = Vec::new();
+        }
     }
 }
 
@@ -360,7 +376,7 @@ impl WindowFacts {
         let share = pass.share();
         let names = Names::default();
         let tables = WindowTables::default();
-        let folds = store.fold_facts(window, pass, memo, &names, |keys| {
+        let folds = store.fold_facts(window, pass, memo, &names, |_, keys| {
             SegmentFold::new(keys, &names, &tables, share.map_or(1, |s| s.of))
         })?;
         Ok(WindowFacts::merge(folds, &names, &tables))
@@ -378,6 +394,19 @@ impl WindowFacts {
     }
 
     fn merge(folds: Vec<SegmentFold<'_>>, names: &Names, tables: &WindowTables) -> Self {
+        let (mut facts, runs) = WindowFacts::tables(folds, names, tables);
+        // A message whose spans sit in several segments is merged here.
+        facts.messages = merge_by_key(runs);
+        facts
+    }
+
+    /// The window-wide facts of the folds, without messages; and each
+    /// fold's messages.
+    fn tables(
+        folds: Vec<SegmentFold<'_>>,
+        names: &Names,
+        tables: &WindowTables,
+    ) -> (Self, Vec<Vec<Entries>>) {
         let mut facts = WindowFacts {
             names: names.all(),
             placements: tables.placements.all(),
@@ -402,9 +431,21 @@ impl WindowFacts {
             }
             runs.push(fold.messages);
         }
-        // A message whose spans sit in several segments is merged here.
-        facts.messages = merge_by_key(runs);
-        facts
+        (facts, runs)
+    }
+
+    /// These facts without their messages.
+    fn without_messages(&self) -> Self {
+        WindowFacts {
+            names: self.names.clone(),
+            consumers: self.consumers.clone(),
+            placements: self.placements.clone(),
+            messages: Vec::new(),
+            covered: self.covered.clone(),
+            consuming: self.consuming.clone(),
+            last_processing: self.last_processing.clone(),
+            too_many_consumers: self.too_many_consumers,
+        }
     }
 
     /// The (broker, epoch) of a [`MessageState::placement`].
@@ -421,5 +462,115 @@ impl WindowFacts {
 
     fn each_message(&self) -> impl Iterator<Item = &(MessageKey, MessageState)> {
         self.messages.iter().flatten()
+    }
+}
+
+/// A window's facts from one pass over its fast fields, handed out a share
+/// of its messages at a time ([`WindowShares::share`]). With one share the
+/// messages are kept in memory; with more they wait in a temporary file
+/// (see `spill.rs`), so that memory holds one share's messages at once
+/// however many shares there are, and no share reads the store again.
+#[derive(Debug)]
+pub struct WindowShares {
+    /// Window-wide facts, without messages.
+    window: WindowFacts,
+    of: u32,
+    held: Held,
+}
+
+#[derive(Debug)]
+enum Held {
+    /// The one share's messages, until handed out.
+    InMemory(Vec<Vec<(MessageKey, MessageState)>>),
+    /// The spill, and the directory it is in.
+    Spilled(Spill, std::path::PathBuf),
+}
+
+/// Why a window's facts could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FactsError {
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The temporary file that holds shares' messages could not be written
+    /// or read.
+    #[error("cannot keep message facts in a temporary file in {}: {source}", dir.display())]
+    Spill {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl WindowShares {
+    /// Reads the facts of every span that started in `window`, in one pass,
+    /// to be handed out in `of` shares; past one share, their messages wait
+    /// in a temporary file in `spill_dir`. With one share, `memo` keeps each
+    /// segment's message keys for the records pass that follows.
+    pub fn read(
+        store: &SpanStore,
+        window: (u64, u64),
+        (of, spill_dir): (u32, &std::path::Path),
+        memo: Option<&ShareMemo>,
+    ) -> Result<Self, FactsError> {
+        let names = Names::default();
+        let tables = WindowTables::default();
+        let failed = |source| FactsError::Spill {
+            dir: spill_dir.to_owned(),
+            source,
+        };
+        let spill = match of {
+            0 | 1 => None,
+            _ => Some(Spill::new(of, spill_dir).map_err(failed)?),
+        };
+        let memo = memo.filter(|_| spill.is_none());
+        let folds = store.fold_facts(
+            window,
+            FactsPass::Share(Share::ALL),
+            memo,
+            &names,
+            |at, keys| {
+                let mut fold = SegmentFold::new(keys, &names, &tables, 1);
+                fold.spill = spill.as_ref().map(|s| (s, at));
+                fold
+            },
+        )?;
+        let (window, runs) = WindowFacts::tables(folds, &names, &tables);
+        let held = match spill {
+            Some(spill) => {
+                if let Some(e) = spill.failure() {
+                    return Err(failed(e));
+                }
+                Held::Spilled(spill, spill_dir.to_owned())
+            }
+            None => Held::InMemory(merge_by_key(runs)),
+        };
+        Ok(WindowShares {
+            window,
+            of: of.max(1),
+            held,
+        })
+    }
+
+    /// How many shares the messages are handed out in.
+    pub fn of(&self) -> u32 {
+        self.of
+    }
+
+    /// The facts of share `index` (of [`WindowShares::of`]): its messages,
+    /// and the window-wide facts of the whole window.
+    pub fn share(&mut self, index: u32) -> Result<WindowFacts, FactsError> {
+        let mut facts = self.window.without_messages();
+        facts.messages = match &mut self.held {
+            Held::InMemory(messages) => std::mem::take(messages),
+            Held::Spilled(spill, dir) => {
+                let failed = |source| FactsError::Spill {
+                    dir: dir.clone(),
+                    source,
+                };
+                let parts = spill.read(index, merge_pieces).map_err(failed)?;
+                parts.into_iter().flatten().collect()
+            }
+        };
+        Ok(facts)
     }
 }

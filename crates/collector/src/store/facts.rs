@@ -257,10 +257,6 @@ pub enum FactsPass {
     WindowOnly,
     /// The spans of one share, and every span without a message id.
     Share(Share),
-    /// The spans of one share, and every other span of the window as if it
-    /// had no message id: one share's messages and the whole window's
-    /// window-wide facts in a single pass.
-    ShareAndWindow(Share),
 }
 
 impl FactsPass {
@@ -268,61 +264,21 @@ impl FactsPass {
     pub fn share(self) -> Option<Share> {
         match self {
             FactsPass::WindowOnly => None,
-            FactsPass::Share(share) | FactsPass::ShareAndWindow(share) => Some(share),
+            FactsPass::Share(share) => Some(share),
         }
     }
 }
 
-/// What a pass over a pinned store learnt for the next passes over it, so
-/// that a message id is hashed by one pass only.
-///
-/// - A window read in several shares: which share each message and each
-///   document of each segment is in, so that later passes hash only their
-///   share's ids and read only their share's documents (one byte per
-///   dictionary term and one per document). Windows of more than 254 shares
-///   are not memoized.
-/// - A window read in one share: each segment's message keys by dictionary
-///   ordinal (16 bytes per term), so that the records pass that follows
-///   picks its messages without hashing every id again.
+/// What a one-share facts pass over a pinned store keeps for the records
+/// pass that follows it: each segment's message keys by dictionary ordinal
+/// (16 bytes per term), so that the records pass picks its messages
+/// without hashing every id again.
 #[derive(Debug, Default)]
 pub struct ShareMemo {
-    ords: Mutex<HashMap<SegmentId, SegmentShares>>,
-    docs: Mutex<HashMap<SegmentId, SegmentShares>>,
     keys: Mutex<HashMap<SegmentId, Arc<Vec<MessageKey>>>>,
 }
 
-/// How many shares, and the share of each dictionary term or document.
-type SegmentShares = (u32, Arc<Vec<u8>>);
-
-/// Most shares a [`ShareMemo`] keeps.
-const MEMO_SHARES: u32 = 254;
-/// A document's code in the memo: in every share (no message id).
-const EVERY_SHARE: u8 = 0xFE;
-/// A document's code in the memo: in no share (deleted, or outside the window).
-const NO_SHARE: u8 = 0xFF;
-
 impl ShareMemo {
-    fn get(
-        map: &Mutex<HashMap<SegmentId, SegmentShares>>,
-        segment: SegmentId,
-        of: u32,
-    ) -> Option<Arc<Vec<u8>>> {
-        let memo = map.lock().unwrap_or_else(PoisonError::into_inner);
-        memo.get(&segment)
-            .filter(|(memo_of, _)| *memo_of == of)
-            .map(|(_, shares)| shares.clone())
-    }
-
-    fn put(
-        map: &Mutex<HashMap<SegmentId, SegmentShares>>,
-        segment: SegmentId,
-        of: u32,
-        shares: Vec<u8>,
-    ) {
-        let mut memo = map.lock().unwrap_or_else(PoisonError::into_inner);
-        memo.insert(segment, (of, Arc::new(shares)));
-    }
-
     /// Keeps the message keys of `segment` by dictionary ordinal.
     fn keep_keys(&self, segment: SegmentId, keys: Vec<MessageKey>) {
         let mut kept = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
@@ -337,76 +293,46 @@ impl ShareMemo {
     }
 }
 
-/// A segment's message keys (only those of the share are computed when the
-/// memo knows the others) and whether each is in the share, by ordinal; and
-/// whether every key was computed.
+/// A segment's message keys and whether each is in the share, by ordinal.
+/// A one-share pass keeps the keys in `memo`.
 fn share_keys(
     segment: &SegmentReader,
     share: Share,
     memo: Option<&ShareMemo>,
-) -> Result<(Mapped<MessageKey>, Vec<bool>, bool), StoreError> {
-    let hash = xxhash_rust::xxh3::xxh3_128;
-    let id = segment.segment_id();
-    let memo = memo.filter(|_| share.of <= MEMO_SHARES);
-    if let Some(shares) = memo.and_then(|m| ShareMemo::get(&m.ords, id, share.of)) {
-        let in_share: Vec<bool> = shares
-            .iter()
-            .map(|&s| u32::from(s) == share.index)
-            .collect();
-        let mut ord = 0;
-        let keys = Mapped::open(segment, "message_id", |bytes| {
-            let key = if in_share.get(ord).copied().unwrap_or(false) {
-                hash(bytes)
-            } else {
-                0
-            };
-            ord += 1;
-            key
-        })?;
-        return Ok((keys, in_share, false));
-    }
-    let keys = Mapped::open(segment, "message_id", hash)?;
-    match memo {
-        Some(memo) if share.of == 1 => memo.keep_keys(id, keys.values.clone()),
-        Some(memo) => {
-            let shares = keys
-                .values
-                .iter()
-                .map(|&k| Share::of_key(k, share.of) as u8);
-            ShareMemo::put(&memo.ords, id, share.of, shares.collect());
-        }
-        None => {}
+) -> Result<(Mapped<MessageKey>, Vec<bool>), StoreError> {
+    let keys = Mapped::open(segment, "message_id", xxhash_rust::xxh3::xxh3_128)?;
+    if let Some(memo) = memo.filter(|_| share.of <= 1) {
+        memo.keep_keys(segment.segment_id(), keys.values.clone());
     }
     let in_share = keys.values.iter().map(|&k| share.holds_key(k)).collect();
-    Ok((keys, in_share, true))
+    Ok((keys, in_share))
 }
 
 impl SpanStore {
     /// Folds the facts of the spans of `pass` that started in
     /// `[start_ns, end_ns)`: per segment (in parallel), `init` makes a state
-    /// from the segment's message keys and each chunk is added to it.
-    /// Spans without a message id are in every share; a span folded "as if
-    /// it had no message id" comes with message [`NONE`]. `memo` keeps what later passes over this store (pinned: see
-    /// [`SpanStore::pinned`]) need not compute again: which share each
-    /// message is in, or with one share the message keys. Returns the
-    /// states, one per segment.
+    /// from the segment's position in the pass and its message keys, and
+    /// each chunk is added to it. Spans without a message id are in every
+    /// share; a span folded "as if it had no message id" comes with message
+    /// [`NONE`]. With one share, `memo` keeps each segment's message keys
+    /// for a records pass over the same commit (see [`SpanStore::pinned`]).
+    /// Returns the states, one per segment, in segment order.
     pub fn fold_facts<S: FactsFold>(
         &self,
         (start_ns, end_ns): (u64, u64),
         pass: FactsPass,
         memo: Option<&ShareMemo>,
         names: &Names,
-        init: impl Fn(&[MessageKey]) -> S + Sync,
+        init: impl Fn(u32, &[MessageKey]) -> S + Sync,
     ) -> Result<Vec<S>, StoreError> {
         use rayon::prelude::*;
-        let share = pass.share();
-        let whole_window = matches!(pass, FactsPass::ShareAndWindow(_));
         let searcher = self.searcher();
         searcher
             .segment_readers()
             .par_iter()
-            .map(|segment| {
-                let (keys, in_share, whole) = match share {
+            .enumerate()
+            .map(|(position, segment)| {
+                let (keys, in_share) = match pass.share() {
                     Some(share) => share_keys(segment, share, memo)?,
                     None => (
                         Mapped {
@@ -414,53 +340,18 @@ impl SpanStore {
                             values: Vec::new(),
                         },
                         Vec::new(),
-                        false,
                     ),
                 };
-                let id = segment.segment_id();
-                let docs = match (share, memo) {
-                    (Some(share), Some(memo)) if (2..=MEMO_SHARES).contains(&share.of) => {
-                        match ShareMemo::get(&memo.docs, id, share.of) {
-                            // Only the share's own documents are known to be needed.
-                            Some(codes) if !whole_window => {
-                                Documents::Known(codes, share.index as u8)
-                            }
-                            Some(_) => Documents::All,
-                            // Only a pass that computed every key can learn documents' shares.
-                            None if whole => Documents::Learn(
-                                share.of,
-                                vec![NO_SHARE; segment.max_doc() as usize],
-                            ),
-                            None => Documents::All,
-                        }
-                    }
-                    _ => Documents::All,
-                };
-                let (state, learnt) = fold_segment(
+                fold_segment(
                     segment,
                     (start_ns, end_ns),
                     (&keys, &in_share),
-                    (docs, whole_window),
                     names,
-                    &init,
-                )?;
-                if let (Some(memo), Documents::Learn(of, codes)) = (memo, learnt) {
-                    ShareMemo::put(&memo.docs, id, of, codes);
-                }
-                Ok(state)
+                    |keys| init(position as u32, keys),
+                )
             })
             .collect()
     }
-}
-
-/// Which documents of a segment a pass reads.
-enum Documents {
-    /// Every live one.
-    All,
-    /// Every live one, learning each one's share (of this many) as it goes.
-    Learn(u32, Vec<u8>),
-    /// Those whose memo code is this share or [`EVERY_SHARE`].
-    Known(Arc<Vec<u8>>, u8),
 }
 
 /// The columns a facts pass reads, opened once per segment, and the
@@ -529,58 +420,17 @@ impl FactColumns {
         chunk.numbers(self.cl_size.as_ref(), &mut batch.commitlog_size);
         chunk.numbers(self.r_end.as_ref(), &mut batch.range_end);
     }
-
-    /// The facts of other shares' spans that a whole-window pass folds:
-    /// those of spans with a consumer group (which groups consume what, and
-    /// when each last processed), as spans without a message. Their
-    /// placement and coverage facts are left to their own share's pass.
-    /// `times` are the start times of the chunk's documents. Keeps in
-    /// `chunk` only the documents with a group.
-    fn read_consumers(&mut self, chunk: &mut Chunk, times: &[u64], batch: &mut FactBatch) {
-        self.group.read(chunk, NONE, &mut batch.group);
-        batch.start_ns.clear();
-        let mut kept = 0;
-        for (i, &t) in times.iter().enumerate() {
-            if batch.group[i] != NONE {
-                chunk.docs[kept] = chunk.docs[i];
-                batch.group[kept] = batch.group[i];
-                batch.start_ns.push(t);
-                kept += 1;
-            }
-        }
-        chunk.docs.truncate(kept);
-        batch.group.truncate(kept);
-        self.hop.read(chunk, None, &mut batch.hop);
-        self.topic.read(chunk, NONE, &mut batch.topic);
-        self.read_ok(chunk, &mut batch.ok);
-        for column in [&mut batch.message, &mut batch.broker] {
-            column.clear();
-            column.resize(kept, NONE);
-        }
-        for column in [
-            &mut batch.epoch,
-            &mut batch.commitlog_offset,
-            &mut batch.commitlog_size,
-            &mut batch.range_end,
-        ] {
-            column.clear();
-            column.resize(kept, None);
-        }
-    }
 }
 
 /// One segment's part of [`SpanStore::fold_facts`]. `init` runs once the
-/// segment's names are in `names`. With `whole_window`, other shares' spans
-/// are folded too ([`FactColumns::read_consumers`]). Returns the state, and
-/// the documents (with each one's share when it was to be learnt).
+/// segment's names are in `names`. Returns the state.
 fn fold_segment<S: FactsFold>(
     segment: &SegmentReader,
     (lo, hi): (u64, u64),
     (keys, in_share): (&Mapped<MessageKey>, &[bool]),
-    (mut documents, whole_window): (Documents, bool),
     names: &Names,
     init: impl Fn(&[MessageKey]) -> S,
-) -> Result<(S, Documents), StoreError> {
+) -> Result<S, StoreError> {
     let mut columns = FactColumns::open(segment, names)?;
     let message = Mapped {
         ords: keys.ords.clone(),
@@ -596,53 +446,21 @@ fn fold_segment<S: FactsFold>(
 
     let mut batch = FactBatch::default();
     let mut chunk = Chunk::default();
-    // Other shares' spans of a whole-window pass.
-    let (mut others, mut other_times) = (Chunk::default(), Vec::new());
     let mut times: Vec<Option<u64>> = Vec::new();
-    let mut ords: Vec<Option<u64>> = Vec::new();
     let mut messages: Vec<u32> = Vec::new();
     let max_doc = segment.max_doc();
     let mut first = 0;
     while first < max_doc {
         let last = max_doc.min(first.saturating_add(CHUNK));
-        match &documents {
-            Documents::Known(codes, index) => chunk.start(first..last, |&d| {
-                let code = codes.get(d as usize).copied().unwrap_or(NO_SHARE);
-                code == *index || code == EVERY_SHARE
-            }),
-            _ => chunk.start(first..last, |&d| alive.is_none_or(|a| a.is_alive(d))),
-        }
-        others.start(first..last, |_| false);
-        other_times.clear();
+        chunk.start(first..last, |&d| alive.is_none_or(|a| a.is_alive(d)));
         first = last;
         // In the window, and in the share (or without a message id).
         chunk.numbers(start.as_ref(), &mut times);
         message.read(&mut chunk, NONE, &mut messages);
-        if let Documents::Learn(of, codes) = &mut documents {
-            chunk.numbers(keys.ords.as_ref(), &mut ords);
-            for ((&doc, time), ord) in chunk.docs.iter().zip(&times).zip(&ords) {
-                let t = time.unwrap_or(0);
-                codes[doc as usize] = match ord {
-                    _ if t < lo || t >= hi => NO_SHARE,
-                    None => EVERY_SHARE,
-                    Some(o) => keys
-                        .values
-                        .get(*o as usize)
-                        .map_or(NO_SHARE, |&k| Share::of_key(k, *of) as u8),
-                };
-            }
-        }
         let mut kept = 0;
         for i in 0..chunk.docs.len() {
             let t = times[i].unwrap_or(0);
-            if t < lo || t >= hi {
-                continue;
-            }
-            if messages[i] == NONE - 1 {
-                if whole_window {
-                    others.docs.push(chunk.docs[i]);
-                    other_times.push(t);
-                }
+            if t < lo || t >= hi || messages[i] == NONE - 1 {
                 continue;
             }
             chunk.docs[kept] = chunk.docs[i];
@@ -651,12 +469,6 @@ fn fold_segment<S: FactsFold>(
             kept += 1;
         }
         chunk.docs.truncate(kept);
-        if !others.docs.is_empty() {
-            columns.read_consumers(&mut others, &other_times, &mut batch);
-            if !batch.is_empty() {
-                state.add(&keys.values, &batch);
-            }
-        }
         if kept == 0 {
             continue;
         }
@@ -670,5 +482,5 @@ fn fold_segment<S: FactsFold>(
         state.add(&keys.values, &batch);
     }
     state.finish();
-    Ok((state, documents))
+    Ok(state)
 }

@@ -7,12 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use lasthop_analyzer::facts::{KeySet, PlainDelivered, WindowFacts};
+use lasthop_analyzer::facts::{KeySet, PlainDelivered, WindowShares};
 use lasthop_analyzer::report::{self, ReportBuilder, Window};
 use lasthop_analyzer::{Evidence, Globals, Options};
-use lasthop_collector::{
-    FactsPass, Messages, Pipeline, PipelineOptions, Share, ShareMemo, SpanStore,
-};
+use lasthop_collector::{Messages, Pipeline, PipelineOptions, Share, ShareMemo, SpanStore};
 use lasthop_vocab::SpanRecord;
 
 use crate::cli::{ReportArgs, ReportFormat};
@@ -177,14 +175,14 @@ fn judge_records(
     Ok(())
 }
 
-/// How many spans the fast-field pass reads at once for each span whose
-/// record is judged at once. The facts keep 64 bytes per message (about 16
+/// For each span whose record is judged at once, how many spans' message
+/// facts are held at once. The facts keep 64 bytes per message (about 16
 /// per span at four spans a message), a record and its evidence about a
-/// kilobyte: the facts of a share take about half the memory the records
-/// of a batch may. Every share but the first reads only its own documents,
-/// yet pays for streaming every segment's message ids again, so fewer,
-/// larger shares are faster.
-const FACTS_PER_RECORDS: u64 = 32;
+/// kilobyte: a share's facts take about an eighth of what a batch of
+/// records may. A window with more spans is read in one pass all the same,
+/// its shares' facts waiting in a temporary file (see
+/// [`WindowShares`]), so more shares cost little time.
+const FACTS_PER_RECORDS: u64 = 8;
 
 /// The messages to read from records, in batches of about `share_spans`
 /// spans: shares' other messages together while they fit, a share with more
@@ -218,27 +216,27 @@ fn record_batches(shares: Vec<PlainDelivered>, share_spans: u64) -> Vec<KeySet> 
 
 /// Judges every message of the store's window `[lo, hi)` with memory for
 /// about `share_spans` spans' records: with more spans than
-/// [`FACTS_PER_RECORDS`] times that, the window's messages are split into
+/// [`FACTS_PER_RECORDS`] times that, the window's messages are handed out in
 /// shares by message key.
 ///
-/// 1. From fast fields only, no record read: per share the [`WindowFacts`].
-///    The first share's pass also folds every other span of the window
-///    without its message, so that which groups consume each topic is known
-///    before any share is judged. Each share's facts add to the window's
-///    [`Globals`], and the messages they show plainly delivered are counted
+/// 1. From fast fields only, no record read, in one pass: the
+///    [`WindowShares`], and from them per share the window's facts with the
+///    share's messages. Each share's facts add to the window's [`Globals`],
+///    and the messages they show plainly delivered are counted
 ///    ([`PlainDelivered`]).
 /// 2. The other messages' records are read in batches of about
 ///    `share_spans` spans ([`record_batches`]), each with every span without
 ///    a message id, and judged by the rules with the window's facts.
 ///
-/// `read_all` judges every message from its records.
+/// `--read-all` judges every message from its records.
 fn judge_store(
     store: &SpanStore,
     window: (u64, u64),
-    share_spans: u64,
+    args: &ReportArgs,
     options: &Options,
-    read_all: bool,
 ) -> anyhow::Result<ReportBuilder> {
+    let (share_spans, read_all) = (args.share_spans, args.read_all);
+    let spill_dir = args.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
     // Every pass reads the same commit, however a collector goes on writing.
     let store = &store.pinned();
     let (lo, hi) = window;
@@ -250,13 +248,9 @@ fn judge_store(
     let mut globals = Globals::default();
     let mut others = Vec::new();
     let memo = ShareMemo::default();
+    let mut shares = WindowShares::read(store, window, (of, &spill_dir), Some(&memo))?;
     for index in 0..of {
-        let share = Share { index, of };
-        let pass = match index {
-            0 if of > 1 => FactsPass::ShareAndWindow(share),
-            _ => FactsPass::Share(share),
-        };
-        let facts = WindowFacts::read(store, window, pass, Some(&memo))?;
+        let facts = shares.share(index)?;
         if facts.too_many_consumers {
             bar.finish_and_clear();
             eprintln!("more than 64 (group, topic) pairs: judging every message from its records");
@@ -321,17 +315,10 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         .sum();
     let report = if args.server.is_none() && args.inputs.is_empty() {
         let store = SpanStore::open(&args.data.path)?;
-        judge_store(&store, window_ns, args.share_spans, &options, args.read_all)?.finish(window)
+        judge_store(&store, window_ns, &args, &options)?.finish(window)
     } else if !args.inputs.is_empty() && input_bytes > args.spool_above << 20 {
         let store = spool(&args, input_bytes)?;
-        judge_store(
-            &store.0,
-            window_ns,
-            args.share_spans,
-            &options,
-            args.read_all,
-        )?
-        .finish(window)
+        judge_store(&store.0, window_ns, &args, &options)?.finish(window)
     } else {
         let spans = read_spans(&args, since, until)?;
         let verdicts = lasthop_analyzer::analyze(&Evidence::new(&spans), &options);

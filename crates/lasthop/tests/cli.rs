@@ -5,7 +5,7 @@ mod support;
 
 use std::io::Write;
 
-use support::{BrokerProcess, CollectorProcess, lasthop};
+use support::{BrokerProcess, CollectorProcess, lasthop, succeed};
 
 const LINE: &str = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"order-service"}}]},"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"order_paid send","kind":4,"startTimeUnixNano":"1763700000000000000","endTimeUnixNano":"1763700000120000000","attributes":[{"key":"lasthop.hop","value":{"stringValue":"send"}},{"key":"messaging.message.id","value":{"stringValue":"M42"}},{"key":"messaging.rocketmq.message.keys","value":{"arrayValue":{"values":[{"stringValue":"ORDER_42"}]}}},{"key":"lasthop.broker","value":{"stringValue":"broker-a"}},{"key":"lasthop.commitlog.offset","value":{"intValue":"81234"}}]}]}]}]}"#;
 
@@ -334,63 +334,42 @@ fn report_spills_shares_facts_and_names_the_directory_it_cannot_use() {
             .replace("\"M42\"", &format!("\"M{n}\""));
         writeln!(file, "{line}").unwrap();
     }
-    let out = lasthop()
-        .arg("ingest")
-        .arg("--data")
-        .arg(&data)
-        .arg(file.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report = |extra: &[&std::ffi::OsStr]| {
+    succeed(
         lasthop()
-            .args(["report", "--format", "json", "--data"])
+            .arg("ingest")
+            .arg("--data")
             .arg(&data)
-            .args(extra)
-            .output()
-            .unwrap()
-    };
-    let whole = report(&[]);
-    assert!(
-        whole.status.success(),
-        "{}",
-        String::from_utf8_lossy(&whole.stderr)
+            .arg(file.path()),
     );
-    let whole: serde_json::Value = serde_json::from_slice(&whole.stdout).unwrap();
+    let report = || {
+        let mut command = lasthop();
+        command
+            .args(["report", "--format", "json", "--data"])
+            .arg(&data);
+        command
+    };
+    let json = |out: std::process::Output| -> serde_json::Value {
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let whole = json(succeed(&mut report()));
     assert_eq!(whole["totals"]["messages"], 20);
 
     let spill = dir.path().join("spill");
     std::fs::create_dir(&spill).unwrap();
-    let shared = report(&[
-        "--share-spans".as_ref(),
-        "1".as_ref(),
-        "--spool-dir".as_ref(),
-        spill.as_os_str(),
-    ]);
-    assert!(
-        shared.status.success(),
-        "{}",
-        String::from_utf8_lossy(&shared.stderr)
-    );
-    let shared: serde_json::Value = serde_json::from_slice(&shared.stdout).unwrap();
+    let in_shares = |spill: &std::path::Path| {
+        let mut command = report();
+        command
+            .args(["--share-spans", "1", "--spool-dir"])
+            .arg(spill);
+        command
+    };
+    let shared = json(succeed(&mut in_shares(&spill)));
     assert_eq!(shared, whole, "the same report a share at a time");
-    assert_eq!(
-        std::fs::read_dir(&spill).unwrap().count(),
-        0,
-        "nothing left behind"
-    );
+    let left = std::fs::read_dir(&spill).unwrap().count();
+    assert_eq!(left, 0, "nothing left behind");
 
     let missing = dir.path().join("no-such-dir");
-    let out = report(&[
-        "--share-spans".as_ref(),
-        "1".as_ref(),
-        "--spool-dir".as_ref(),
-        missing.as_os_str(),
-    ]);
+    let out = in_shares(&missing).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(

@@ -20,6 +20,18 @@ pub fn lasthop() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lasthop"))
 }
 
+/// Runs `command` to its end and asserts that it succeeded (showing its
+/// standard error if not).
+pub fn succeed(command: &mut Command) -> std::process::Output {
+    let out = command.output().expect("the command starts");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A child process that is killed if a test ends (or fails) while it runs.
 pub struct Process(pub Child);
 

@@ -277,6 +277,24 @@ mod tests {
         assert!(plain.others.contains(&lasthop_collector::message_key("M2")));
     }
 
+    proptest::proptest! {
+        /// The filter holds exactly the set's keys, for keys that share
+        /// their low bits with the set's as well as any.
+        #[test]
+        fn a_key_filter_holds_exactly_its_sets_keys(
+            keys in proptest::collection::vec(proptest::prelude::any::<u128>(), 0..300),
+            probes in proptest::collection::vec(proptest::prelude::any::<u128>(), 0..300),
+        ) {
+            let set: KeySet = keys.iter().copied().collect();
+            let filter = super::super::KeyFilter::new(&set);
+            // Same low bits as a key of the set, other high bits.
+            let near = keys.iter().map(|k| k ^ (1 << 100));
+            for key in keys.iter().copied().chain(probes).chain(near) {
+                proptest::prop_assert_eq!(filter.contains(key), set.contains(&key));
+            }
+        }
+    }
+
     #[test]
     fn more_consumers_than_bits_sends_every_message_to_the_rules() {
         let mut spans = Vec::new();

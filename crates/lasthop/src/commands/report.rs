@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use lasthop_analyzer::facts::{KeySet, PlainDelivered, WindowShares};
+use lasthop_analyzer::facts::{KeyFilter, KeySet, PlainDelivered, WindowShares};
 use lasthop_analyzer::report::{self, ReportBuilder, Window};
 use lasthop_analyzer::{Evidence, Globals, Options};
 use lasthop_collector::{Messages, Pipeline, PipelineOptions, Share, ShareMemo, SpanStore};
@@ -283,7 +283,8 @@ fn judge_store(
                 .count();
             bar.inc(n as u64);
         };
-        let chosen = |key| wanted.contains(&key);
+        let filter = KeyFilter::new(wanted);
+        let chosen = |key| filter.contains(key);
         let messages = match wanted.is_empty() {
             true => Messages::NoMessage,
             false => Messages::Chosen(&chosen, Some(&memo)),

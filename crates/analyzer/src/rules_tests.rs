@@ -691,7 +691,7 @@ fn plainly_delivered_from_columns_gives_the_report_of_the_rules() {
 fn facts_from_a_store_match_facts_from_records() {
     use crate::facts::PlainDelivered;
     use crate::facts::WindowShares;
-    use lasthop_collector::{FactsPass, Pipeline, PipelineOptions};
+    use lasthop_collector::{Pipeline, PipelineOptions};
     let spans = plain_history();
     let dir = tempfile::tempdir().unwrap();
     let pipeline = Pipeline::open(dir.path(), PipelineOptions::default()).unwrap();
@@ -713,12 +713,6 @@ fn facts_from_a_store_match_facts_from_records() {
     globals.absorb_facts(&expected);
     let plain = PlainDelivered::find(&expected, &globals, &opts().groups);
     assert_eq!(plain.messages, 3);
-    // Without messages: which groups consume each topic, for the plain test.
-    let mut consumers = Globals::default();
-    let window_only = FactsPass::WindowOnly;
-    consumers.absorb_facts(&WindowFacts::read(store, (0, u64::MAX), window_only, None).unwrap());
-    assert_eq!(consumers.groups_by_topic, globals.groups_by_topic);
-    assert_eq!(consumers.last_processing, globals.last_processing);
     // One pass, handed out in shares (spilled to a file past one): every
     // share knows every topic's groups, the shares' messages are the
     // window's, split, and together they judge as the whole does.

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use lasthop_collector::{
-    FactBatch, FactsFold, FactsPass, MessageKey, Messages, Names, Pipeline, PipelineOptions, Share,
-    ShareMemo, SpanStore, message_key,
+    FactBatch, FactsFold, MessageKey, Messages, Names, Pipeline, PipelineOptions, Share, ShareMemo,
+    SpanStore, message_key,
 };
 use lasthop_vocab::{Hop, SpanRecord};
 
@@ -98,16 +98,12 @@ fn a_window_read_gives_the_chosen_messages_spans_that_started_inside_it() {
     let store = store.pinned();
     assert!(store.segment_count() >= 2);
 
-    // A one-share facts pass leaves each segment's message keys in the memo.
+    // A facts pass leaves each segment's message keys in the memo.
     let memo = ShareMemo::default();
     store
-        .fold_facts(
-            (0, u64::MAX),
-            FactsPass::Share(Share::ALL),
-            Some(&memo),
-            &Names::default(),
-            |_, _| NoFacts,
-        )
+        .fold_facts((0, u64::MAX), Some(&memo), &Names::default(), |_, _| {
+            NoFacts
+        })
         .unwrap();
 
     let picked: BTreeSet<MessageKey> = ["M2", "M5", "M7"].into_iter().map(message_key).collect();

@@ -3,7 +3,9 @@
 //! dense by dictionary ordinal) and merged across segments by
 //! [`MessageKey`]; beside them what the consumer groups did (which consume
 //! each topic, when each last processed) and how far flushes and replication
-//! covered each broker's log.
+//! covered each broker's log. One pass reads a whole window
+//! ([`WindowShares`]); a window larger than one share keeps its messages'
+//! states in a temporary file until their share's turn (`spill.rs`).
 //!
 //! From these come the window-wide [`Globals`](crate::evidence::Globals)
 //! and the [`PlainDelivered`] messages, the ones the rules would call
@@ -17,8 +19,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use lasthop_collector::{
-    FactBatch, FactsFold, FactsPass, MessageKey, NONE, Names, Share, ShareMemo, SpanStore,
-    StoreError,
+    FactBatch, FactsFold, MessageKey, NONE, Names, ShareMemo, SpanStore, StoreError,
 };
 
 use lasthop_vocab::{Hop, SpanRecord};
@@ -227,8 +228,7 @@ struct SegmentFold<'a> {
 }
 
 impl<'a> SegmentFold<'a> {
-    /// `share_of` is how many shares the window is read in (to size the fold).
-    fn new(keys: &[MessageKey], names: &Names, tables: &'a WindowTables, share_of: u32) -> Self {
+    fn new(keys: &[MessageKey], names: &Names, tables: &'a WindowTables) -> Self {
         SegmentFold {
             spill: None,
             tables,
@@ -239,7 +239,7 @@ impl<'a> SegmentFold<'a> {
             messages: {
                 // Room for what a part gets with near certainty (keys are
                 // uniform hashes), so that parts do not double their size.
-                let expected = (keys.len() / share_of.max(1) as usize / PARTS) as f64;
+                let expected = (keys.len() / PARTS) as f64;
                 let room = (expected + 4.0 * expected.sqrt()) as usize + 16;
                 (0..PARTS).map(|_| Vec::with_capacity(room)).collect()
             },
@@ -389,35 +389,13 @@ pub struct WindowFacts {
 }
 
 impl WindowFacts {
-    /// The facts of the spans of `pass` that started in `window`, from the
-    /// store's fast fields. Spans folded without their message (all of them
-    /// with [`FactsPass::WindowOnly`], the other shares' with
-    /// [`FactsPass::ShareAndWindow`]) give only what does not need messages:
-    /// the consumers of each topic, their last processing, the flush and
-    /// replicate coverage. `memo` is shared by the passes over one pinned
-    /// store.
-    pub fn read(
-        store: &SpanStore,
-        window: (u64, u64),
-        pass: FactsPass,
-        memo: Option<&ShareMemo>,
-    ) -> Result<Self, StoreError> {
-        let share = pass.share();
-        let names = Names::default();
-        let tables = WindowTables::default();
-        let folds = store.fold_facts(window, pass, memo, &names, |_, keys| {
-            SegmentFold::new(keys, &names, &tables, share.map_or(1, |s| s.of))
-        })?;
-        Ok(WindowFacts::merge(folds, &names, &tables))
-    }
-
     /// The same facts from records, as one segment (tests check the store's
     /// facts against these).
     pub fn of_records<'a>(spans: impl IntoIterator<Item = &'a SpanRecord>) -> Self {
         let names = Names::default();
         let tables = WindowTables::default();
         let (keys, batch) = FactBatch::of_records(spans, &names);
-        let mut fold = SegmentFold::new(&keys, &names, &tables, 1);
+        let mut fold = SegmentFold::new(&keys, &names, &tables);
         fold.add(&keys, &batch);
         WindowFacts::merge(vec![fold], &names, &tables)
     }
@@ -552,17 +530,11 @@ impl WindowShares {
             _ => Some(Spill::new(of, spill_dir).map_err(failed)?),
         };
         let memo = memo.filter(|_| spill.is_none());
-        let folds = store.fold_facts(
-            window,
-            FactsPass::Share(Share::ALL),
-            memo,
-            &names,
-            |at, keys| {
-                let mut fold = SegmentFold::new(keys, &names, &tables, 1);
-                fold.spill = spill.as_ref().map(|s| (s, at));
-                fold
-            },
-        )?;
+        let folds = store.fold_facts(window, memo, &names, |at, keys| {
+            let mut fold = SegmentFold::new(keys, &names, &tables);
+            fold.spill = spill.as_ref().map(|s| (s, at));
+            fold
+        })?;
         let (window, runs) = WindowFacts::tables(folds, &names, &tables);
         let held = match spill {
             Some(spill) => {

@@ -24,7 +24,6 @@ use tantivy::{DocId, SegmentReader};
 
 use super::chunk::{CHUNK, Chunk};
 use super::scan::numbers;
-use super::window::Share;
 use super::{SpanStore, StoreError};
 
 /// A message id as batch work sees it: its 128-bit xxh3 hash.
@@ -248,29 +247,8 @@ pub trait FactsFold: Send {
     fn finish(&mut self) {}
 }
 
-/// The spans a facts pass folds ([`SpanStore::fold_facts`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FactsPass {
-    /// Every span of the window as if it had no message id: only the
-    /// window-wide facts (which groups consume what, flush and replication
-    /// coverage); no message key is computed.
-    WindowOnly,
-    /// The spans of one share, and every span without a message id.
-    Share(Share),
-}
-
-impl FactsPass {
-    /// The share whose messages the pass folds, if any.
-    pub fn share(self) -> Option<Share> {
-        match self {
-            FactsPass::WindowOnly => None,
-            FactsPass::Share(share) => Some(share),
-        }
-    }
-}
-
-/// What a one-share facts pass over a pinned store keeps for the records
-/// pass that follows it: each segment's message keys by dictionary ordinal
+/// What a facts pass over a pinned store can keep for the records pass
+/// that follows it: each segment's message keys by dictionary ordinal
 /// (16 bytes per term), so that the records pass picks its messages
 /// without hashing every id again.
 #[derive(Debug, Default)]
@@ -285,42 +263,37 @@ impl ShareMemo {
         kept.insert(segment, Arc::new(keys));
     }
 
-    /// The message keys of `segment` by dictionary ordinal, if a one-share
-    /// pass kept them.
+    /// The message keys of `segment` by dictionary ordinal, if a pass kept
+    /// them.
     pub(super) fn keys(&self, segment: SegmentId) -> Option<Arc<Vec<MessageKey>>> {
         let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
         keys.get(&segment).cloned()
     }
 }
 
-/// A segment's message keys and whether each is in the share, by ordinal.
-/// A one-share pass keeps the keys in `memo`.
-fn share_keys(
+/// A segment's message keys by dictionary ordinal, kept in `memo` if given.
+fn segment_keys(
     segment: &SegmentReader,
-    share: Share,
     memo: Option<&ShareMemo>,
-) -> Result<(Mapped<MessageKey>, Vec<bool>), StoreError> {
+) -> Result<Mapped<MessageKey>, StoreError> {
     let keys = Mapped::open(segment, "message_id", xxhash_rust::xxh3::xxh3_128)?;
-    if let Some(memo) = memo.filter(|_| share.of <= 1) {
+    if let Some(memo) = memo {
         memo.keep_keys(segment.segment_id(), keys.values.clone());
     }
-    let in_share = keys.values.iter().map(|&k| share.holds_key(k)).collect();
-    Ok((keys, in_share))
+    Ok(keys)
 }
 
 impl SpanStore {
-    /// Folds the facts of the spans of `pass` that started in
-    /// `[start_ns, end_ns)`: per segment (in parallel), `init` makes a state
-    /// from the segment's position in the pass and its message keys, and
-    /// each chunk is added to it. Spans without a message id are in every
-    /// share; a span folded "as if it had no message id" comes with message
-    /// [`NONE`]. With one share, `memo` keeps each segment's message keys
-    /// for a records pass over the same commit (see [`SpanStore::pinned`]).
-    /// Returns the states, one per segment, in segment order.
+    /// Folds the facts of the spans that started in `[start_ns, end_ns)`:
+    /// per segment (in parallel), `init` makes a state from the segment's
+    /// position in the pass and its message keys, and each chunk is added
+    /// to it (a span without a message id comes with message [`NONE`]).
+    /// `memo` keeps each segment's message keys for a records pass over the
+    /// same commit (see [`SpanStore::pinned`]). Returns the states, one per
+    /// segment, in segment order.
     pub fn fold_facts<S: FactsFold>(
         &self,
         (start_ns, end_ns): (u64, u64),
-        pass: FactsPass,
         memo: Option<&ShareMemo>,
         names: &Names,
         init: impl Fn(u32, &[MessageKey]) -> S + Sync,
@@ -332,23 +305,10 @@ impl SpanStore {
             .par_iter()
             .enumerate()
             .map(|(position, segment)| {
-                let (keys, in_share) = match pass.share() {
-                    Some(share) => share_keys(segment, share, memo)?,
-                    None => (
-                        Mapped {
-                            ords: None,
-                            values: Vec::new(),
-                        },
-                        Vec::new(),
-                    ),
-                };
-                fold_segment(
-                    segment,
-                    (start_ns, end_ns),
-                    (&keys, &in_share),
-                    names,
-                    |keys| init(position as u32, keys),
-                )
+                let keys = segment_keys(segment, memo)?;
+                fold_segment(segment, (start_ns, end_ns), &keys, names, |keys| {
+                    init(position as u32, keys)
+                })
             })
             .collect()
     }
@@ -427,18 +387,14 @@ impl FactColumns {
 fn fold_segment<S: FactsFold>(
     segment: &SegmentReader,
     (lo, hi): (u64, u64),
-    (keys, in_share): (&Mapped<MessageKey>, &[bool]),
+    keys: &Mapped<MessageKey>,
     names: &Names,
     init: impl Fn(&[MessageKey]) -> S,
 ) -> Result<S, StoreError> {
     let mut columns = FactColumns::open(segment, names)?;
     let message = Mapped {
         ords: keys.ords.clone(),
-        values: in_share
-            .iter()
-            .enumerate()
-            .map(|(ord, &yes)| if yes { ord as u32 } else { NONE - 1 })
-            .collect(),
+        values: (0..keys.values.len() as u32).collect(),
     };
     let start = numbers(segment, "start_ns")?;
     let alive = segment.alive_bitset();
@@ -454,13 +410,13 @@ fn fold_segment<S: FactsFold>(
         let last = max_doc.min(first.saturating_add(CHUNK));
         chunk.start(first..last, |&d| alive.is_none_or(|a| a.is_alive(d)));
         first = last;
-        // In the window, and in the share (or without a message id).
+        // In the window.
         chunk.numbers(start.as_ref(), &mut times);
         message.read(&mut chunk, NONE, &mut messages);
         let mut kept = 0;
         for i in 0..chunk.docs.len() {
             let t = times[i].unwrap_or(0);
-            if t < lo || t >= hi || messages[i] == NONE - 1 {
+            if t < lo || t >= hi {
                 continue;
             }
             chunk.docs[kept] = chunk.docs[i];

@@ -227,7 +227,19 @@ mod tests {
             of in 1u32..5,
         ) {
             let spill = Spill::new(of, &std::env::temp_dir()).unwrap();
-            let state = |n: u64, flags: u8| MessageState { first_send: n, spans: n as u32, flags, ..MessageState::default() };
+            // Every field different, so that a field written or read at
+            // the wrong place shows.
+            let state = |n: u64, flags: u8| MessageState {
+                first_send: n,
+                store_end: n << 8 | 1,
+                ok: n << 16 | 2,
+                processed: n << 24 | 3,
+                topic: n as u32 + 4,
+                placement: n as u32 + 5,
+                spans: n as u32 + 6,
+                stores: n as u8 + 7,
+                flags,
+            };
             // Segments end in any order: here the last first.
             for (segment, entries) in segments.iter().enumerate().rev() {
                 let mut parts = vec![Vec::new(); PARTS];

@@ -45,7 +45,8 @@ struct Piece {
 struct SpillFile {
     file: File,
     end: u64,
-    pieces: Vec<Piece>,
+    /// Each share's pieces, so that reading a share looks only at its own.
+    pieces: Vec<Vec<Piece>>,
     /// The first write that failed.
     failed: Option<io::Error>,
 }
@@ -65,7 +66,7 @@ impl Spill {
             inner: Mutex::new(SpillFile {
                 file: tempfile::tempfile_in(dir)?,
                 end: 0,
-                pieces: Vec::new(),
+                pieces: vec![Vec::new(); of.max(1) as usize],
                 failed: None,
             }),
         })
@@ -118,10 +119,12 @@ impl Spill {
         }
         let base = inner.end;
         inner.end += bytes.len() as u64;
-        inner.pieces.extend(pieces.into_iter().map(|p| Piece {
-            at: base + p.at,
-            ..p
-        }));
+        for piece in pieces {
+            inner.pieces[piece.share as usize].push(Piece {
+                at: base + piece.at,
+                ..piece
+            });
+        }
         true
     }
 
@@ -142,7 +145,7 @@ impl Spill {
         use std::os::unix::fs::FileExt;
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let mut by_part: Vec<Vec<Piece>> = vec![Vec::new(); PARTS];
-        for piece in inner.pieces.iter().filter(|p| p.share == index) {
+        for piece in inner.pieces.get(index as usize).into_iter().flatten() {
             by_part[usize::from(piece.part)].push(*piece);
         }
         let file = &inner.file;

@@ -717,7 +717,7 @@ fn facts_from_a_store_match_facts_from_records() {
     // share knows every topic's groups, the shares' messages are the
     // window's, split, and together they judge as the whole does.
     for (of, memoized) in [(1, false), (1, true), (2, false), (3, true), (5, false)] {
-        let memo = lasthop_collector::ShareMemo::default();
+        let memo = lasthop_collector::KeyMemo::default();
         let memo = memoized.then_some(&memo);
         let spill_dir = tempfile::tempdir().unwrap();
         let mut shares =

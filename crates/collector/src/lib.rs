@@ -20,6 +20,6 @@ pub use pipeline::{AcceptError, OpenError, Pipeline, PipelineOptions};
 pub use server::{CollectorConfig, RunningCollector, StartError};
 pub use stats::StatsSnapshot;
 pub use store::{
-    FactBatch, FactsFold, MessageKey, Messages, NONE, Names, Share, ShareMemo, SpanQuery,
-    SpanStore, StoreError, message_key,
+    FactBatch, FactsFold, KeyMemo, MessageKey, Messages, NONE, Names, Share, SpanQuery, SpanStore,
+    StoreError, message_key,
 };

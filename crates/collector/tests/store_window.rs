@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use lasthop_collector::{
-    FactBatch, FactsFold, MessageKey, Messages, Names, Pipeline, PipelineOptions, Share, ShareMemo,
+    FactBatch, FactsFold, KeyMemo, MessageKey, Messages, Names, Pipeline, PipelineOptions, Share,
     SpanStore, message_key,
 };
 use lasthop_vocab::{Hop, SpanRecord};
@@ -99,7 +99,7 @@ fn a_window_read_gives_the_chosen_messages_spans_that_started_inside_it() {
     assert!(store.segment_count() >= 2);
 
     // A facts pass leaves each segment's message keys in the memo.
-    let memo = ShareMemo::default();
+    let memo = KeyMemo::default();
     store
         .fold_facts((0, u64::MAX), Some(&memo), &Names::default(), |_, _| {
             NoFacts

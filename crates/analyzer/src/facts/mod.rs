@@ -19,7 +19,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use lasthop_collector::{
-    FactBatch, FactsFold, MessageKey, NONE, Names, ShareMemo, SpanStore, StoreError,
+    FactBatch, FactsFold, KeyMemo, MessageKey, NONE, Names, SpanStore, StoreError,
 };
 
 use lasthop_vocab::{Hop, SpanRecord};
@@ -517,7 +517,7 @@ impl WindowShares {
         store: &SpanStore,
         window: (u64, u64),
         (of, spill_dir): (u32, &std::path::Path),
-        memo: Option<&ShareMemo>,
+        memo: Option<&KeyMemo>,
     ) -> Result<Self, FactsError> {
         let names = Names::default();
         let tables = WindowTables::default();

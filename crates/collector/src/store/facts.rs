@@ -252,11 +252,11 @@ pub trait FactsFold: Send {
 /// (16 bytes per term), so that the records pass picks its messages
 /// without hashing every id again.
 #[derive(Debug, Default)]
-pub struct ShareMemo {
+pub struct KeyMemo {
     keys: Mutex<HashMap<SegmentId, Arc<Vec<MessageKey>>>>,
 }
 
-impl ShareMemo {
+impl KeyMemo {
     /// Keeps the message keys of `segment` by dictionary ordinal.
     fn keep_keys(&self, segment: SegmentId, keys: Vec<MessageKey>) {
         let mut kept = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
@@ -274,7 +274,7 @@ impl ShareMemo {
 /// A segment's message keys by dictionary ordinal, kept in `memo` if given.
 fn segment_keys(
     segment: &SegmentReader,
-    memo: Option<&ShareMemo>,
+    memo: Option<&KeyMemo>,
 ) -> Result<Mapped<MessageKey>, StoreError> {
     let keys = Mapped::open(segment, "message_id", xxhash_rust::xxh3::xxh3_128)?;
     if let Some(memo) = memo {
@@ -294,7 +294,7 @@ impl SpanStore {
     pub fn fold_facts<S: FactsFold>(
         &self,
         (start_ns, end_ns): (u64, u64),
-        memo: Option<&ShareMemo>,
+        memo: Option<&KeyMemo>,
         names: &Names,
         init: impl Fn(u32, &[MessageKey]) -> S + Sync,
     ) -> Result<Vec<S>, StoreError> {

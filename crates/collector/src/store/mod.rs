@@ -24,7 +24,7 @@ use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, Index, IndexReader, Order, ReloadPolicy, Searcher, Term};
 
-pub use facts::{FactBatch, FactsFold, MessageKey, NONE, Names, ShareMemo, message_key};
+pub use facts::{FactBatch, FactsFold, KeyMemo, MessageKey, NONE, Names, message_key};
 pub use scan::{ScanColumns, ScanRow};
 pub use schema::SpanSchema;
 use schema::StoredRecord;

@@ -12,7 +12,7 @@ use tantivy::collector::Count;
 use lasthop_vocab::SpanRecord;
 
 use super::chunk::{CHUNK, Chunk};
-use super::facts::{Mapped, MessageKey, ShareMemo, message_key};
+use super::facts::{KeyMemo, Mapped, MessageKey, message_key};
 use super::schema::StoredRecord;
 use super::{SpanStore, StoreError};
 
@@ -56,10 +56,7 @@ pub enum Messages<'a> {
     In(Share),
     /// The messages whose keys this chooses; message keys a one-share
     /// facts pass kept in the memo are used rather than computed again.
-    Chosen(
-        &'a (dyn Fn(MessageKey) -> bool + Sync),
-        Option<&'a ShareMemo>,
-    ),
+    Chosen(&'a (dyn Fn(MessageKey) -> bool + Sync), Option<&'a KeyMemo>),
     /// No message: only spans without a message id (no key is computed).
     NoMessage,
 }

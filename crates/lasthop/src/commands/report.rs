@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lasthop_analyzer::facts::{KeyFilter, KeySet, PlainDelivered, WindowShares};
 use lasthop_analyzer::report::{self, ReportBuilder, Window};
 use lasthop_analyzer::{Evidence, Globals, Options};
-use lasthop_collector::{Messages, Pipeline, PipelineOptions, Share, ShareMemo, SpanStore};
+use lasthop_collector::{KeyMemo, Messages, Pipeline, PipelineOptions, Share, SpanStore};
 use lasthop_vocab::SpanRecord;
 
 use crate::cli::{ReportArgs, ReportFormat};
@@ -247,7 +247,7 @@ fn judge_store(
     let bar = progress_bar(total, "judging");
     let mut globals = Globals::default();
     let mut others = Vec::new();
-    let memo = ShareMemo::default();
+    let memo = KeyMemo::default();
     let mut shares = WindowShares::read(store, window, (of, &spill_dir), Some(&memo))?;
     for index in 0..of {
         let facts = shares.share(index)?;

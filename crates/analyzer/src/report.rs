@@ -139,14 +139,19 @@ impl ReportBuilder {
         Ok(())
     }
 
-    /// Adds messages judged plainly delivered from columns.
-    pub fn add_plain(&mut self, plain: &crate::facts::PlainDelivered) {
+    /// Adds messages judged from facts (plainly delivered or in flight).
+    pub fn add_plain(&mut self, plain: &crate::facts::PlainVerdicts) {
         self.messages += plain.messages;
-        *self
-            .counts
-            .by_verdict
-            .entry(Verdict::Delivered.as_str().to_owned())
-            .or_default() += plain.verdicts;
+        for (verdict, n) in [
+            (Verdict::Delivered, plain.delivered),
+            (Verdict::InFlight, plain.in_flight),
+        ] {
+            *self
+                .counts
+                .by_verdict
+                .entry(verdict.as_str().to_owned())
+                .or_default() += n;
+        }
         for (count, n) in self.funnel.iter_mut().zip(plain.funnel) {
             *count += n;
         }

@@ -648,7 +648,7 @@ fn plain_history() -> Vec<SpanRecord> {
 
 #[test]
 fn plainly_delivered_from_columns_gives_the_report_of_the_rules() {
-    use crate::facts::PlainDelivered;
+    use crate::facts::PlainVerdicts;
     use crate::report::{ReportBuilder, Window, build};
     use lasthop_collector::{MessageKey, message_key};
     use polars::prelude::PlHashSet;
@@ -658,7 +658,7 @@ fn plainly_delivered_from_columns_gives_the_report_of_the_rules() {
     let facts = WindowFacts::of_records(&spans);
     let mut globals = Globals::default();
     globals.absorb_facts(&facts);
-    let plain = PlainDelivered::find(&facts, &globals, &opts().groups);
+    let plain = PlainVerdicts::find(&facts, &globals, &opts().groups);
     let plainly: PlHashSet<MessageKey> = ["U", "V", "W"].into_iter().map(message_key).collect();
     let others: PlHashSet<MessageKey> = spans
         .iter()
@@ -689,7 +689,7 @@ fn plainly_delivered_from_columns_gives_the_report_of_the_rules() {
 /// those of the same records.
 #[test]
 fn facts_from_a_store_match_facts_from_records() {
-    use crate::facts::PlainDelivered;
+    use crate::facts::PlainVerdicts;
     use crate::facts::WindowShares;
     use lasthop_collector::{Pipeline, PipelineOptions};
     let spans = plain_history();
@@ -711,7 +711,7 @@ fn facts_from_a_store_match_facts_from_records() {
     let expected = WindowFacts::of_records(&spans);
     let mut globals = Globals::default();
     globals.absorb_facts(&expected);
-    let plain = PlainDelivered::find(&expected, &globals, &opts().groups);
+    let plain = PlainVerdicts::find(&expected, &globals, &opts().groups);
     assert_eq!(plain.messages, 3);
     // One pass, handed out in shares (spilled to a file past one): every
     // share knows every topic's groups, the shares' messages are the
@@ -740,11 +740,11 @@ fn facts_from_a_store_match_facts_from_records() {
                 "{of} shares"
             );
             from_store.absorb_facts(&facts);
-            let p = PlainDelivered::find(&facts, &globals, &opts().groups);
+            let p = PlainVerdicts::find(&facts, &globals, &opts().groups);
             largest_share = largest_share.max(p.messages + p.others.len() as u64);
             others.extend(p.others);
             messages += p.messages;
-            verdicts += p.verdicts;
+            verdicts += p.delivered + p.in_flight;
             spans_counted += p.spans;
             funnel.iter_mut().zip(p.funnel).for_each(|(a, b)| *a += b);
         }
@@ -759,7 +759,12 @@ fn facts_from_a_store_match_facts_from_records() {
         assert_eq!(others, plain.others, "{of} shares");
         assert_eq!(
             (messages, verdicts, spans_counted, funnel),
-            (plain.messages, plain.verdicts, plain.spans, plain.funnel),
+            (
+                plain.messages,
+                plain.delivered + plain.in_flight,
+                plain.spans,
+                plain.funnel
+            ),
             "{of} shares"
         );
     }

@@ -341,9 +341,9 @@ pub struct ReportArgs {
     #[arg(long)]
     pub fail_on_loss: bool,
     /// Spans whose records are judged at once when reading the store
-    /// (about a kilobyte each). Messages plainly delivered are counted from
-    /// fast fields in one pass over the window; their facts (64 bytes a
-    /// message, about 16 a span) are held for 8 times this many spans at a
+    /// (about a kilobyte each). Messages plainly delivered or in flight are
+    /// counted from fast fields in one pass over the window; their facts (80 bytes a
+    /// message, about 20 a span) are held for 8 times this many spans at a
     /// time, the rest of a larger window's waiting in a temporary file (see
     /// --spool-dir) for their turn, so memory follows this however large the
     /// window.

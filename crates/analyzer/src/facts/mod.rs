@@ -8,9 +8,9 @@
 //! states in a temporary file until their share's turn (`spill.rs`).
 //!
 //! From these come the window-wide [`Globals`](crate::evidence::Globals)
-//! and the [`PlainDelivered`] messages, the ones the rules would call
-//! delivered for every group, which are counted without reading their
-//! records. Everything else is judged from records by the rules.
+//! and the [`PlainVerdicts`] messages, the ones the facts show the rules
+//! would call delivered or in flight, which are counted without reading
+//! their records. Everything else is judged from records by the rules.
 //!
 //! Consumers, (group, topic) pairs, are bits of a `u64`: a window with more
 //! than 64 of them is reported as such ([`WindowFacts::too_many_consumers`])
@@ -29,7 +29,7 @@ mod merge;
 mod plain;
 mod spill;
 
-pub use plain::PlainDelivered;
+pub use plain::PlainVerdicts;
 
 use merge::{PARTS, merge_by_key, merge_pieces, part_of};
 use spill::Spill;
@@ -83,16 +83,28 @@ const MERGED: u8 = 8;
 /// Dead-lettered by some consumer (such a message is never plainly
 /// delivered, whichever consumer it was).
 const DEAD_LETTERED: u8 = 16;
+/// Its placed `store` span has a queue id and offset ([`MessageState::queue`]).
+const QUEUE_PLACED: u8 = 32;
+/// It has an ok `process` span (of any group, or none).
+const OK_PROCESS: u8 = 64;
+
+/// A queue id and offset as one number: the id in the top 16 bits.
+fn pack_queue(queue_id: u64, queue_offset: u64) -> Option<u64> {
+    (queue_id < 1 << 16 && queue_offset < 1 << 48).then_some(queue_id << 48 | queue_offset)
+}
 
 /// What the columns say about one message. A window's facts hold one per
 /// message of a share, so its size sets how many messages a share can hold
-/// in a given memory: with its key, 64 bytes.
+/// in a given memory: with its key, 80 bytes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct MessageState {
     /// Start of its first `send` span, `u64::MAX` if none.
     first_send: u64,
     /// End offset of its placed `store` span (the last one seen).
     store_end: u64,
+    /// Queue id and offset of that span ([`pack_queue`]), if
+    /// [`QUEUE_PLACED`].
+    queue: u64,
     /// Consumer bits: an ok `process` span, any `process` span.
     ok: u64,
     processed: u64,
@@ -107,14 +119,14 @@ pub(crate) struct MessageState {
     flags: u8,
 }
 
-// Four to a cache line.
-const _: () = assert!(size_of::<(MessageKey, MessageState)>() == 64);
+const _: () = assert!(size_of::<(MessageKey, MessageState)>() == 80);
 
 impl Default for MessageState {
     fn default() -> Self {
         MessageState {
             first_send: u64::MAX,
             store_end: 0,
+            queue: 0,
             ok: 0,
             processed: 0,
             topic: NONE,
@@ -138,7 +150,7 @@ impl MessageState {
     fn merge(&mut self, o: &MessageState) {
         self.first_send = self.first_send.min(o.first_send);
         if o.stores > 0 {
-            (self.store_end, self.placement) = (o.store_end, o.placement);
+            (self.store_end, self.placement, self.queue) = (o.store_end, o.placement, o.queue);
         }
         self.stores = self.stores.saturating_add(o.stores);
         self.ok |= o.ok;
@@ -199,6 +211,63 @@ impl Placements {
 /// Broker, epoch, and whether replication (else flush): how far its ranges reached.
 type Coverage = PlHashMap<(u32, u64, bool), u64>;
 
+/// Group, topic, queue id and epoch (if any) of offset commits (`settle`
+/// spans without a message id): the highest offset committed.
+type Commits = PlHashMap<(u32, u32, u64, Option<u64>), u64>;
+
+/// What the spans that describe many messages at once say, beyond
+/// [`Coverage`]: enough to know when the rules would find nothing in them
+/// about a message.
+#[derive(Debug, Default, Clone)]
+struct Ranges {
+    commits: Commits,
+    /// Per broker: the highest epoch of its `recover` and `failover` spans.
+    restarted: PlHashMap<u32, u64>,
+    /// Topics with broker `receive` spans (deliveries of pulled batches).
+    delivering: PlHashSet<u32>,
+}
+
+impl Ranges {
+    /// Adds what span `i` of `b` says, if it is such a span.
+    fn add(&mut self, b: &FactBatch, i: usize) {
+        let (group, topic, broker) = (b.group[i], b.topic[i], b.broker[i]);
+        match b.hop[i] {
+            Some(Hop::Recover | Hop::Failover) if broker != NONE => {
+                if let Some(epoch) = b.epoch[i] {
+                    let slot = self.restarted.entry(broker).or_default();
+                    *slot = (*slot).max(epoch);
+                }
+            }
+            Some(hop @ (Hop::Settle | Hop::Receive))
+                if b.message[i] == NONE && group != NONE && topic != NONE =>
+            {
+                let Some(queue) = b.queue_id[i] else { return };
+                if hop == Hop::Receive {
+                    self.delivering.insert(topic);
+                } else if let Some(offset) = b.queue_offset[i] {
+                    let slot = (self.commits)
+                        .entry((group, topic, queue, b.epoch[i]))
+                        .or_default();
+                    *slot = (*slot).max(offset);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn merge(&mut self, o: Ranges) {
+        for (k, v) in o.commits {
+            let slot = self.commits.entry(k).or_default();
+            *slot = (*slot).max(v);
+        }
+        for (k, v) in o.restarted {
+            let slot = self.restarted.entry(k).or_default();
+            *slot = (*slot).max(v);
+        }
+        self.delivering.extend(o.delivering);
+    }
+}
+
 /// What the segments of one window's fold number together.
 #[derive(Debug, Default)]
 struct WindowTables {
@@ -219,6 +288,7 @@ struct SegmentFold<'a> {
     /// The segment's messages, split by [`part_of`] as they are first seen.
     messages: Vec<Vec<(MessageKey, MessageState)>>,
     covered: Coverage,
+    ranges: Ranges,
     consuming: PlHashSet<(u32, u32)>,
     last_processing: PlHashMap<(u32, u32), u64>,
     too_many_consumers: bool,
@@ -244,6 +314,7 @@ impl<'a> SegmentFold<'a> {
                 (0..PARTS).map(|_| Vec::with_capacity(room)).collect()
             },
             covered: Coverage::default(),
+            ranges: Ranges::default(),
             consuming: PlHashSet::default(),
             last_processing: PlHashMap::default(),
             too_many_consumers: false,
@@ -286,6 +357,7 @@ impl FactsFold for SegmentFold<'_> {
                     .or_default();
                 *slot = (*slot).max(end);
             }
+            self.ranges.add(b, i);
             let grouped = group != NONE && topic != NONE;
             if grouped && matches!(hop, Some(Hop::Receive | Hop::Process | Hop::Settle)) {
                 self.consuming.insert((topic, group));
@@ -342,6 +414,7 @@ impl FactsFold for SegmentFold<'_> {
                     m.processed |= bit;
                     if b.ok[i] {
                         m.ok |= bit;
+                        m.flags |= OK_PROCESS;
                     }
                 }
                 Some(Hop::Dlq) if bit != 0 => m.flags |= DEAD_LETTERED,
@@ -350,6 +423,11 @@ impl FactsFold for SegmentFold<'_> {
                         m.stores = m.stores.saturating_add(1);
                         m.placement = placement;
                         m.store_end = offset + b.commitlog_size[i].unwrap_or(1);
+                        let queue = b.queue_id[i].zip(b.queue_offset[i]);
+                        if let Some(queue) = queue.and_then(|(q, qo)| pack_queue(q, qo)) {
+                            m.queue = queue;
+                            m.flags |= QUEUE_PLACED;
+                        }
                     }
                     _ => m.flags |= UNPLACED_STORE,
                 },
@@ -382,6 +460,7 @@ pub struct WindowFacts {
     /// (see [`merge_by_key`]).
     messages: Vec<Vec<(MessageKey, MessageState)>>,
     covered: Coverage,
+    ranges: Ranges,
     consuming: PlHashSet<(u32, u32)>,
     last_processing: PlHashMap<(u32, u32), u64>,
     /// More than 64 consumers: these facts cannot tell them apart.
@@ -431,6 +510,7 @@ impl WindowFacts {
                 let slot = facts.covered.entry(k).or_default();
                 *slot = (*slot).max(v);
             }
+            facts.ranges.merge(fold.ranges);
             facts.consuming.extend(fold.consuming);
             for (k, v) in fold.last_processing {
                 let slot = facts.last_processing.entry(k).or_default();
@@ -449,6 +529,7 @@ impl WindowFacts {
             placements: self.placements.clone(),
             messages: Vec::new(),
             covered: self.covered.clone(),
+            ranges: self.ranges.clone(),
             consuming: self.consuming.clone(),
             last_processing: self.last_processing.clone(),
             too_many_consumers: self.too_many_consumers,

@@ -28,7 +28,7 @@ use super::MessageState;
 use super::merge::PARTS;
 
 /// Bytes of one entry in the file: the key, then the state's fields.
-const ENTRY: usize = 16 + 8 * 4 + 4 * 3 + 2;
+const ENTRY: usize = 16 + 8 * 5 + 4 * 3 + 2;
 
 /// Where one piece is in the file.
 #[derive(Debug, Clone, Copy)]
@@ -179,19 +179,22 @@ fn share_of(key: MessageKey, of: u32) -> u32 {
 fn encode(key: MessageKey, m: &MessageState, out: &mut Vec<u8>) {
     let mut e = [0u8; ENTRY];
     e[..16].copy_from_slice(&key.to_le_bytes());
-    for (at, n) in [16, 24, 32, 40]
-        .into_iter()
-        .zip([m.first_send, m.store_end, m.ok, m.processed])
-    {
+    for (at, n) in [16, 24, 32, 40, 48].into_iter().zip([
+        m.first_send,
+        m.store_end,
+        m.ok,
+        m.processed,
+        m.queue,
+    ]) {
         e[at..at + 8].copy_from_slice(&n.to_le_bytes());
     }
-    for (at, n) in [48, 52, 56]
+    for (at, n) in [56, 60, 64]
         .into_iter()
         .zip([m.topic, m.placement, m.spans])
     {
         e[at..at + 4].copy_from_slice(&n.to_le_bytes());
     }
-    (e[60], e[61]) = (m.stores, m.flags);
+    (e[68], e[69]) = (m.stores, m.flags);
     out.extend_from_slice(&e);
 }
 
@@ -204,11 +207,12 @@ fn decode(b: &[u8]) -> (MessageKey, MessageState) {
         store_end: u64_at(24),
         ok: u64_at(32),
         processed: u64_at(40),
-        topic: u32_at(48),
-        placement: u32_at(52),
-        spans: u32_at(56),
-        stores: b[60],
-        flags: b[61],
+        queue: u64_at(48),
+        topic: u32_at(56),
+        placement: u32_at(60),
+        spans: u32_at(64),
+        stores: b[68],
+        flags: b[69],
     };
     (key, state)
 }
@@ -237,6 +241,7 @@ mod tests {
                 store_end: n << 8 | 1,
                 ok: n << 16 | 2,
                 processed: n << 24 | 3,
+                queue: n << 32 | 8,
                 topic: n as u32 + 4,
                 placement: n as u32 + 5,
                 spans: n as u32 + 6,

@@ -94,6 +94,8 @@ pub struct FactBatch {
     pub commitlog_offset: Vec<Option<u64>>,
     pub commitlog_size: Vec<Option<u64>>,
     pub range_end: Vec<Option<u64>>,
+    pub queue_id: Vec<Option<u64>>,
+    pub queue_offset: Vec<Option<u64>>,
 }
 
 impl FactBatch {
@@ -133,6 +135,8 @@ impl FactBatch {
             b.commitlog_offset.push(s.commitlog_offset);
             b.commitlog_size.push(s.commitlog_size);
             b.range_end.push(s.range_end);
+            b.queue_id.push(s.queue_id.map(u64::from));
+            b.queue_offset.push(s.queue_offset);
         }
         (keys, b)
     }
@@ -327,6 +331,8 @@ struct FactColumns {
     cl_offset: Option<Column<u64>>,
     cl_size: Option<Column<u64>>,
     r_end: Option<Column<u64>>,
+    q_id: Option<Column<u64>>,
+    q_offset: Option<Column<u64>>,
     errors: Vec<bool>,
     statuses: Vec<Option<u64>>,
 }
@@ -350,6 +356,8 @@ impl FactColumns {
             cl_offset: numbers(segment, "commitlog_offset")?,
             cl_size: numbers(segment, "commitlog_size")?,
             r_end: numbers(segment, "range_end")?,
+            q_id: numbers(segment, "queue_id")?,
+            q_offset: numbers(segment, "queue_offset")?,
             errors: Vec::new(),
             statuses: Vec::new(),
         })
@@ -379,6 +387,8 @@ impl FactColumns {
         chunk.numbers(self.cl_offset.as_ref(), &mut batch.commitlog_offset);
         chunk.numbers(self.cl_size.as_ref(), &mut batch.commitlog_size);
         chunk.numbers(self.r_end.as_ref(), &mut batch.range_end);
+        chunk.numbers(self.q_id.as_ref(), &mut batch.queue_id);
+        chunk.numbers(self.q_offset.as_ref(), &mut batch.queue_offset);
     }
 }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use lasthop_analyzer::facts::{KeyFilter, KeySet, PlainDelivered, WindowShares};
+use lasthop_analyzer::facts::{KeyFilter, KeySet, PlainVerdicts, WindowShares};
 use lasthop_analyzer::report::{self, ReportBuilder, Window};
 use lasthop_analyzer::{Evidence, Globals, Options};
 use lasthop_collector::{KeyMemo, Messages, Pipeline, PipelineOptions, Share, SpanStore};
@@ -176,7 +176,7 @@ fn judge_records(
 }
 
 /// For each span whose record is judged at once, how many spans' message
-/// facts are held at once. The facts keep 64 bytes per message (about 16
+/// facts are held at once. The facts keep 80 bytes per message (about 20
 /// per span at four spans a message), a record and its evidence about a
 /// kilobyte: a share's facts take about an eighth of what a batch of
 /// records may. A window with more spans is read in one pass all the same,
@@ -187,7 +187,7 @@ const FACTS_PER_RECORDS: u64 = 8;
 /// The messages to read from records, in batches of about `share_spans`
 /// spans: shares' other messages together while they fit, a share with more
 /// split by key.
-fn record_batches(shares: Vec<PlainDelivered>, share_spans: u64) -> Vec<KeySet> {
+fn record_batches(shares: Vec<PlainVerdicts>, share_spans: u64) -> Vec<KeySet> {
     let mut pieces = Vec::new();
     for plain in shares {
         let parts = plain.other_spans.div_ceil(share_spans).max(1);
@@ -222,8 +222,8 @@ fn record_batches(shares: Vec<PlainDelivered>, share_spans: u64) -> Vec<KeySet> 
 /// 1. From fast fields only, no record read, in one pass: the
 ///    [`WindowShares`], and from them per share the window's facts with the
 ///    share's messages. Each share's facts add to the window's [`Globals`],
-///    and the messages they show plainly delivered are counted
-///    ([`PlainDelivered`]).
+///    and the messages they show plainly delivered or plainly in flight
+///    are counted ([`PlainVerdicts`]).
 /// 2. The other messages' records are read in batches of about
 ///    `share_spans` spans ([`record_batches`]), each with every span without
 ///    a message id, and judged by the rules with the window's facts.
@@ -262,9 +262,9 @@ fn judge_store(
         }
         globals.absorb_facts(&facts);
         let plain = if read_all {
-            PlainDelivered::none(&facts)
+            PlainVerdicts::none(&facts)
         } else {
-            PlainDelivered::find(&facts, &globals, &options.groups)
+            PlainVerdicts::find(&facts, &globals, &options.groups)
         };
         builder.add_plain(&plain);
         bar.inc(plain.spans);
@@ -355,14 +355,14 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
 mod tests {
     use super::*;
 
-    fn share(keys: std::ops::Range<u128>, spans_each: u64) -> PlainDelivered {
+    fn share(keys: std::ops::Range<u128>, spans_each: u64) -> PlainVerdicts {
         let others: KeySet = keys
             .map(|k| k.wrapping_mul(0x9e37_79b9_7f4a_7c15) << 64 | k)
             .collect();
-        PlainDelivered {
+        PlainVerdicts {
             other_spans: others.len() as u64 * spans_each,
             others,
-            ..PlainDelivered::default()
+            ..PlainVerdicts::default()
         }
     }
 

@@ -720,9 +720,24 @@ fn facts_from_a_store_match_facts_from_records() {
         let memo = lasthop_collector::KeyMemo::default();
         let memo = memoized.then_some(&memo);
         let spill_dir = tempfile::tempdir().unwrap();
-        let mut shares =
-            WindowShares::read(store, (0, u64::MAX), (of, spill_dir.path()), memo).unwrap();
+        let read = std::sync::atomic::AtomicU64::new(0);
+        let progress = |n| {
+            read.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        };
+        let mut shares = WindowShares::read(
+            store,
+            (0, u64::MAX),
+            (of, spill_dir.path()),
+            memo,
+            &progress,
+        )
+        .unwrap();
         assert_eq!(shares.of(), of);
+        assert_eq!(
+            read.into_inner(),
+            spans.len() as u64,
+            "every span read once"
+        );
         let mut from_store = Globals::default();
         let mut others = polars::prelude::PlHashSet::default();
         let (mut messages, mut verdicts, mut spans_counted, mut funnel) = (0, 0, 0, [0; 6]);

@@ -295,12 +295,15 @@ struct SegmentFold<'a> {
     /// Where the messages go once the segment is folded, and the segment's
     /// position in the pass; without, they are kept until the merge.
     spill: Option<(&'a Spill, u32)>,
+    /// Hears how many spans each chunk added.
+    progress: Option<&'a (dyn Fn(u64) + Sync)>,
 }
 
 impl<'a> SegmentFold<'a> {
     fn new(keys: &[MessageKey], names: &Names, tables: &'a WindowTables) -> Self {
         SegmentFold {
             spill: None,
+            progress: None,
             tables,
             internal_topic: names.all().iter().map(|n| n.starts_with('%')).collect(),
             local_consumers: PlHashMap::default(),
@@ -345,6 +348,9 @@ impl<'a> SegmentFold<'a> {
 
 impl FactsFold for SegmentFold<'_> {
     fn add(&mut self, keys: &[MessageKey], b: &FactBatch) {
+        if let Some(progress) = self.progress {
+            progress(b.len() as u64);
+        }
         for i in 0..b.len() {
             let (hop, group, topic, t) = (b.hop[i], b.group[i], b.topic[i], b.start_ns[i]);
             if let (Some(h @ (Hop::Flush | Hop::Replicate)), Some(ep), Some(end)) =
@@ -594,11 +600,13 @@ impl WindowShares {
     /// to be handed out in `of` shares; past one share, their messages wait
     /// in a temporary file in `spill_dir`. With one share, `memo` keeps each
     /// segment's message keys for the records pass that follows.
+    /// `progress` hears how many spans were read, a chunk at a time.
     pub fn read(
         store: &SpanStore,
         window: (u64, u64),
         (of, spill_dir): (u32, &std::path::Path),
         memo: Option<&KeyMemo>,
+        progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Self, FactsError> {
         let names = Names::default();
         let tables = WindowTables::default();
@@ -614,6 +622,7 @@ impl WindowShares {
         let folds = store.fold_facts(window, memo, &names, |at, keys| {
             let mut fold = SegmentFold::new(keys, &names, &tables);
             fold.spill = spill.as_ref().map(|s| (s, at));
+            fold.progress = Some(progress);
             fold
         })?;
         let (window, runs) = WindowFacts::tables(folds, &names, &tables);

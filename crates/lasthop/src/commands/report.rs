@@ -244,11 +244,14 @@ fn judge_store(
     let facts_spans = share_spans.saturating_mul(FACTS_PER_RECORDS);
     let of = u32::try_from(total.div_ceil(facts_spans).max(1)).context("window too large")?;
     let mut builder = ReportBuilder::new();
+    let reading = progress_bar(total, "reading fast fields");
+    let read = |n| reading.inc(n);
+    let memo = KeyMemo::default();
+    let mut shares = WindowShares::read(store, window, (of, &spill_dir), Some(&memo), &read)?;
+    reading.finish_and_clear();
     let bar = progress_bar(total, "judging");
     let mut globals = Globals::default();
     let mut others = Vec::new();
-    let memo = KeyMemo::default();
-    let mut shares = WindowShares::read(store, window, (of, &spill_dir), Some(&memo))?;
     for index in 0..of {
         let facts = shares.share(index)?;
         if facts.too_many_consumers {

@@ -215,11 +215,20 @@ type Coverage = PlHashMap<(u32, u64, bool), u64>;
 /// spans without a message id): the highest offset committed.
 type Commits = PlHashMap<(u32, u32, u64, Option<u64>), u64>;
 
-/// What the spans that describe many messages at once say, beyond
-/// [`Coverage`]: enough to know when the rules would find nothing in them
-/// about a message.
+/// Each key's highest value over both maps, in `into`.
+fn max_into<K: std::hash::Hash + Eq>(into: &mut PlHashMap<K, u64>, from: PlHashMap<K, u64>) {
+    for (k, v) in from {
+        let slot = into.entry(k).or_default();
+        *slot = (*slot).max(v);
+    }
+}
+
+/// What the spans that describe many messages at once say: how far
+/// flushes and replication covered each broker's log, and enough to know
+/// when the rules would find nothing in them about a message.
 #[derive(Debug, Default, Clone)]
 struct Ranges {
+    covered: Coverage,
     commits: Commits,
     /// Per broker: the highest epoch of its `recover` and `failover` spans.
     restarted: PlHashMap<u32, u64>,
@@ -232,6 +241,14 @@ impl Ranges {
     fn add(&mut self, b: &FactBatch, i: usize) {
         let (group, topic, broker) = (b.group[i], b.topic[i], b.broker[i]);
         match b.hop[i] {
+            Some(hop @ (Hop::Flush | Hop::Replicate)) if broker != NONE => {
+                if let (Some(epoch), Some(end)) = (b.epoch[i], b.range_end[i]) {
+                    let slot = (self.covered)
+                        .entry((broker, epoch, hop == Hop::Replicate))
+                        .or_default();
+                    *slot = (*slot).max(end);
+                }
+            }
             Some(Hop::Recover | Hop::Failover) if broker != NONE => {
                 if let Some(epoch) = b.epoch[i] {
                     let slot = self.restarted.entry(broker).or_default();
@@ -256,14 +273,9 @@ impl Ranges {
     }
 
     fn merge(&mut self, o: Ranges) {
-        for (k, v) in o.commits {
-            let slot = self.commits.entry(k).or_default();
-            *slot = (*slot).max(v);
-        }
-        for (k, v) in o.restarted {
-            let slot = self.restarted.entry(k).or_default();
-            *slot = (*slot).max(v);
-        }
+        max_into(&mut self.covered, o.covered);
+        max_into(&mut self.commits, o.commits);
+        max_into(&mut self.restarted, o.restarted);
         self.delivering.extend(o.delivering);
     }
 }
@@ -287,7 +299,6 @@ struct SegmentFold<'a> {
     slot_of_ord: Vec<u32>,
     /// The segment's messages, split by [`part_of`] as they are first seen.
     messages: Vec<Vec<(MessageKey, MessageState)>>,
-    covered: Coverage,
     ranges: Ranges,
     consuming: PlHashSet<(u32, u32)>,
     last_processing: PlHashMap<(u32, u32), u64>,
@@ -316,7 +327,6 @@ impl<'a> SegmentFold<'a> {
                 let room = (expected + 4.0 * expected.sqrt()) as usize + 16;
                 (0..PARTS).map(|_| Vec::with_capacity(room)).collect()
             },
-            covered: Coverage::default(),
             ranges: Ranges::default(),
             consuming: PlHashSet::default(),
             last_processing: PlHashMap::default(),
@@ -353,16 +363,6 @@ impl FactsFold for SegmentFold<'_> {
         }
         for i in 0..b.len() {
             let (hop, group, topic, t) = (b.hop[i], b.group[i], b.topic[i], b.start_ns[i]);
-            if let (Some(h @ (Hop::Flush | Hop::Replicate)), Some(ep), Some(end)) =
-                (hop, b.epoch[i], b.range_end[i])
-                && b.broker[i] != NONE
-            {
-                let slot = self
-                    .covered
-                    .entry((b.broker[i], ep, h == Hop::Replicate))
-                    .or_default();
-                *slot = (*slot).max(end);
-            }
             self.ranges.add(b, i);
             let grouped = group != NONE && topic != NONE;
             if grouped && matches!(hop, Some(Hop::Receive | Hop::Process | Hop::Settle)) {
@@ -465,7 +465,6 @@ pub struct WindowFacts {
     /// One entry per message, in pieces: a segment's messages of one part
     /// (see [`merge_by_key`]).
     messages: Vec<Vec<(MessageKey, MessageState)>>,
-    covered: Coverage,
     ranges: Ranges,
     consuming: PlHashSet<(u32, u32)>,
     last_processing: PlHashMap<(u32, u32), u64>,
@@ -512,16 +511,9 @@ impl WindowFacts {
         let mut runs = Vec::with_capacity(folds.len());
         for fold in folds {
             facts.too_many_consumers |= fold.too_many_consumers;
-            for (k, v) in fold.covered {
-                let slot = facts.covered.entry(k).or_default();
-                *slot = (*slot).max(v);
-            }
             facts.ranges.merge(fold.ranges);
             facts.consuming.extend(fold.consuming);
-            for (k, v) in fold.last_processing {
-                let slot = facts.last_processing.entry(k).or_default();
-                *slot = (*slot).max(v);
-            }
+            max_into(&mut facts.last_processing, fold.last_processing);
             runs.push(fold.messages);
         }
         (facts, runs)
@@ -534,7 +526,6 @@ impl WindowFacts {
             consumers: self.consumers.clone(),
             placements: self.placements.clone(),
             messages: Vec::new(),
-            covered: self.covered.clone(),
             ranges: self.ranges.clone(),
             consuming: self.consuming.clone(),
             last_processing: self.last_processing.clone(),

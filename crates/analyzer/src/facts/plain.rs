@@ -138,8 +138,9 @@ impl PlainVerdicts {
                     Some((at, covered)) if at == m.placement => covered,
                     _ => {
                         let (broker, epoch) = f.placement(m.placement);
-                        let reach =
-                            |replicate: bool| f.covered.get(&(broker, epoch, replicate)).copied();
+                        let reach = |replicate: bool| {
+                            f.ranges.covered.get(&(broker, epoch, replicate)).copied()
+                        };
                         let covered = (reach(false), reach(true));
                         coverage = Some((m.placement, covered));
                         covered

@@ -88,11 +88,6 @@ const QUEUE_PLACED: u8 = 32;
 /// It has an ok `process` span (of any group, or none).
 const OK_PROCESS: u8 = 64;
 
-/// A queue id and offset as one number: the id in the top 16 bits.
-fn pack_queue(queue_id: u64, queue_offset: u64) -> Option<u64> {
-    (queue_id < 1 << 16 && queue_offset < 1 << 48).then_some(queue_id << 48 | queue_offset)
-}
-
 /// What the columns say about one message. A window's facts hold one per
 /// message of a share, so its size sets how many messages a share can hold
 /// in a given memory: with its key, 80 bytes.
@@ -102,8 +97,8 @@ pub(crate) struct MessageState {
     first_send: u64,
     /// End offset of its placed `store` span (the last one seen).
     store_end: u64,
-    /// Queue id and offset of that span ([`pack_queue`]), if
-    /// [`QUEUE_PLACED`].
+    /// Queue id and offset of that span in one number, the id in the top
+    /// 16 bits, if [`QUEUE_PLACED`] (see [`MessageState::queue`]).
     queue: u64,
     /// Consumer bits: an ok `process` span, any `process` span.
     ok: u64,
@@ -147,6 +142,19 @@ fn merge_topic(a: u32, b: u32) -> u32 {
 }
 
 impl MessageState {
+    /// Places its store in a queue, if the id and offset fit.
+    fn set_queue(&mut self, queue_id: u64, queue_offset: u64) {
+        if queue_id < 1 << 16 && queue_offset < 1 << 48 {
+            self.queue = queue_id << 48 | queue_offset;
+            self.flags |= QUEUE_PLACED;
+        }
+    }
+
+    /// The queue id and offset of its placed store, if known.
+    fn queue(&self) -> Option<(u64, u64)> {
+        (self.flags & QUEUE_PLACED != 0).then_some((self.queue >> 48, self.queue & ((1 << 48) - 1)))
+    }
+
     fn merge(&mut self, o: &MessageState) {
         self.first_send = self.first_send.min(o.first_send);
         if o.stores > 0 {
@@ -429,10 +437,8 @@ impl FactsFold for SegmentFold<'_> {
                         m.stores = m.stores.saturating_add(1);
                         m.placement = placement;
                         m.store_end = offset + b.commitlog_size[i].unwrap_or(1);
-                        let queue = b.queue_id[i].zip(b.queue_offset[i]);
-                        if let Some(queue) = queue.and_then(|(q, qo)| pack_queue(q, qo)) {
-                            m.queue = queue;
-                            m.flags |= QUEUE_PLACED;
+                        if let (Some(q), Some(qo)) = (b.queue_id[i], b.queue_offset[i]) {
+                            m.set_queue(q, qo);
                         }
                     }
                     _ => m.flags |= UNPLACED_STORE,

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 
 use super::{
-    DEAD_LETTERED, KeySet, MessageKey, MessageState, NONE, OK_PROCESS, QUEUE_PLACED, RECEIVED,
-    SENT, SEVERAL, UNPLACED_STORE, WindowFacts,
+    DEAD_LETTERED, KeySet, MessageKey, MessageState, NONE, OK_PROCESS, RECEIVED, SENT, SEVERAL,
+    UNPLACED_STORE, WindowFacts,
 };
 use crate::evidence::Globals;
 
@@ -280,14 +280,11 @@ impl<'a> Judge<'a> {
         }
         // Some group has not processed it (or none is known): the rules go
         // on to the broker's restarts and the groups' offset commits.
-        if m.topic == NONE || m.flags & QUEUE_PLACED == 0 {
-            return None;
-        }
+        let (queue, offset) = m.queue().filter(|_| m.topic != NONE)?;
         let (broker, epoch) = f.placement(m.placement);
         if f.ranges.restarted.get(&broker).is_some_and(|&e| e > epoch) {
             return None;
         }
-        let (queue, offset) = (m.queue >> 48, m.queue & ((1 << 48) - 1));
         let mut rest = waiting;
         while rest != 0 {
             let bit = rest.trailing_zeros() as usize;

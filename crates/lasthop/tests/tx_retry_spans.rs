@@ -77,10 +77,20 @@ fn transaction_and_retry_spans_join_the_message_trace() {
             .send(message("ORDER_POISON"), |_| TxState::Commit)
             .await
             .unwrap();
+        // Sent before the consumer starts, so one pull delivers them together.
+        for key in ["ORDER_SLOW_1", "ORDER_SLOW_2"] {
+            producer
+                .send(message(key), |_| TxState::Commit)
+                .await
+                .unwrap();
+        }
 
         let handler: client::Handler = Arc::new(|m| {
             if m.keys[0] == "ORDER_POISON" {
                 ProcessOutcome::Failed("JsonParseError".into())
+            } else if m.keys[0].starts_with("ORDER_SLOW") {
+                std::thread::sleep(Duration::from_millis(50)); // the work of a slow handler
+                ProcessOutcome::Ok
             } else {
                 ProcessOutcome::Ok
             }
@@ -105,6 +115,10 @@ fn transaction_and_retry_spans_join_the_message_trace() {
         .await;
         eventually("the transaction's process span", || {
             hops("ORDER_TX").contains(&Hop::Process).then_some(())
+        })
+        .await;
+        eventually("the slow messages' process spans", || {
+            hops("ORDER_SLOW_2").contains(&Hop::Process).then_some(())
         })
         .await;
         stop_tx.send(true).unwrap();
@@ -164,6 +178,23 @@ fn transaction_and_retry_spans_join_the_message_trace() {
             traces.len(),
             1,
             "retries stay in the message's trace: {traces:?}"
+        );
+
+        // The client's `receive` is when the batch arrived: the second slow
+        // message was received before the handler finished the first.
+        let span = |key: &str, hop: Hop| {
+            spans_of(&pipeline, key)
+                .into_iter()
+                .find(|s| s.hop == Some(hop) && s.group.is_some())
+                .unwrap_or_else(|| panic!("no {hop:?} span of {key}"))
+        };
+        let first_processed = span("ORDER_SLOW_1", Hop::Process);
+        let second_received = span("ORDER_SLOW_2", Hop::Receive);
+        assert!(
+            second_received.start_ns < first_processed.end_ns,
+            "receive of the second message at {} ns, after the first was processed at {} ns",
+            second_received.start_ns,
+            first_processed.end_ns
         );
 
         drop(pipeline);

@@ -184,6 +184,13 @@ async fn consume_queue(
             }
             continue;
         }
+        // The client's `receive` is when the batch arrived, not when the
+        // handler gets to each message.
+        for message in &messages {
+            let receive = message_span(config, message, "receive");
+            trace_context::join(&receive, &message.properties);
+            trace_context::set_keys(&receive, &message.keys);
+        }
         if config.ack == AckMode::OnReceive {
             commit(config, connection, topic, queue_id, next_offset).await?;
         }
@@ -220,35 +227,37 @@ async fn consume_queue(
     Ok(processed)
 }
 
-fn process(config: &ConsumerConfig, handler: &Handler, message: &WireMessage) -> ProcessOutcome {
+/// A per-message `receive` or `process` span of this consumer.
+fn message_span(
+    config: &ConsumerConfig,
+    message: &WireMessage,
+    hop: &'static str,
+) -> tracing::Span {
     // A retried message is still a message of the topic it was sent to.
     let topic = message
         .property(crate::server::retry::PROP_ORIGIN_TOPIC)
         .unwrap_or(&message.topic);
-    let fields = |hop: &'static str| {
-        tracing::info_span!(
-            "consume",
-            "otel.name" = format!("{topic} {hop}"),
-            "otel.kind" = "consumer",
-            "otel.status_code" = tracing::field::Empty,
-            { attr::HOP } = hop,
-            { attr::MESSAGING_SYSTEM } = "rocketmq",
-            { attr::MESSAGING_OPERATION_TYPE } = hop,
-            { attr::MESSAGING_MESSAGE_ID } = message.msg_id.as_str(),
-            { attr::MESSAGING_DESTINATION_NAME } = topic,
-            { attr::MESSAGING_DESTINATION_PARTITION_ID } = int(message.queue_id),
-            { attr::MESSAGING_CONSUMER_GROUP_NAME } = config.group.as_str(),
-            { attr::QUEUE_OFFSET } = int(message.queue_offset),
-            { attr::COMMITLOG_OFFSET } = int(message.commitlog_offset),
-            { attr::RECONSUME_COUNT } = int(message.reconsume_times),
-            { attr::ERROR_TYPE } = tracing::field::Empty,
-        )
-    };
-    let receive = fields("receive");
-    trace_context::join(&receive, &message.properties);
-    trace_context::set_keys(&receive, &message.keys);
-    drop(receive);
-    let span = fields("process");
+    tracing::info_span!(
+        "consume",
+        "otel.name" = format!("{topic} {hop}"),
+        "otel.kind" = "consumer",
+        "otel.status_code" = tracing::field::Empty,
+        { attr::HOP } = hop,
+        { attr::MESSAGING_SYSTEM } = "rocketmq",
+        { attr::MESSAGING_OPERATION_TYPE } = hop,
+        { attr::MESSAGING_MESSAGE_ID } = message.msg_id.as_str(),
+        { attr::MESSAGING_DESTINATION_NAME } = topic,
+        { attr::MESSAGING_DESTINATION_PARTITION_ID } = int(message.queue_id),
+        { attr::MESSAGING_CONSUMER_GROUP_NAME } = config.group.as_str(),
+        { attr::QUEUE_OFFSET } = int(message.queue_offset),
+        { attr::COMMITLOG_OFFSET } = int(message.commitlog_offset),
+        { attr::RECONSUME_COUNT } = int(message.reconsume_times),
+        { attr::ERROR_TYPE } = tracing::field::Empty,
+    )
+}
+
+fn process(config: &ConsumerConfig, handler: &Handler, message: &WireMessage) -> ProcessOutcome {
+    let span = message_span(config, message, "process");
     trace_context::join(&span, &message.properties);
     trace_context::set_keys(&span, &message.keys);
     let outcome = span.in_scope(|| handler(message));

@@ -137,6 +137,7 @@ pub struct ProduceArgs {
     /// Broker address.
     #[arg(long, value_name = "ADDR")]
     pub broker: String,
+    /// Topic.
     #[arg(long, value_name = "T")]
     pub topic: String,
     /// Messages to send.
@@ -173,12 +174,16 @@ pub enum Ack {
 
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
+    /// Broker address (host:port).
     #[arg(long, value_name = "ADDR")]
     pub broker: String,
+    /// Topic.
     #[arg(long, value_name = "T")]
     pub topic: String,
+    /// Consumer group.
     #[arg(long, value_name = "G")]
     pub group: String,
+    /// When offsets are committed.
     #[arg(long, value_enum, default_value_t = Ack::AfterProcess)]
     pub ack: Ack,
     /// Stop after this many messages (default: run until Ctrl-C).
@@ -200,40 +205,52 @@ pub struct ConsumeArgs {
 pub enum AdminCommand {
     /// A message by id or by business key, with where it is stored.
     Message {
+        /// Broker address (host:port).
         #[arg(long, value_name = "ADDR")]
         broker: String,
+        /// Message id, as `produce` prints it.
         #[arg(long, value_name = "ID", required_unless_present = "key")]
         msg_id: Option<String>,
+        /// Business key (e.g. an order id).
         #[arg(long, value_name = "KEY")]
         key: Option<String>,
     },
     /// A group's progress on a topic: broker offset, consumer offset, lag per queue.
     Progress {
+        /// Broker address (host:port).
         #[arg(long, value_name = "ADDR")]
         broker: String,
+        /// Consumer group.
         #[arg(long, value_name = "G")]
         group: String,
+        /// Topic.
         #[arg(long, value_name = "T")]
         topic: String,
     },
     /// A master's replication status: put offset, each slave's acked offset, the gap.
     Replication {
+        /// Broker address (host:port).
         #[arg(long, value_name = "ADDR")]
         broker: String,
     },
     /// Messages in a consumer group's dead-letter queue.
     Dlq {
+        /// Broker address (host:port).
         #[arg(long, value_name = "ADDR")]
         broker: String,
+        /// Consumer group.
         #[arg(long, value_name = "G")]
         group: String,
     },
     /// Put a dead-lettered message back into its group's retry topic.
     Resend {
+        /// Broker address (host:port).
         #[arg(long, value_name = "ADDR")]
         broker: String,
+        /// Consumer group.
         #[arg(long, value_name = "G")]
         group: String,
+        /// Message id, as `produce` prints it.
         #[arg(long, value_name = "ID")]
         msg_id: String,
     },
@@ -332,6 +349,7 @@ pub struct ReportArgs {
     /// Only spans that started before this time (RFC 3339 or epoch milliseconds).
     #[arg(long, value_name = "T")]
     pub until: Option<String>,
+    /// Output format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
     /// Write the report here instead of standard output.

@@ -51,7 +51,10 @@ pub struct Message {
 
 /// Every attempt failed; `attempts` says how many there were.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("send of message {msg_id} failed after {attempts} attempts: {last}")]
+#[error(
+    "send of message {msg_id} failed after {attempts} attempt{}: {last}",
+    if *attempts == 1 { "" } else { "s" }
+)]
 pub struct SendError {
     pub msg_id: String,
     pub attempts: u32,

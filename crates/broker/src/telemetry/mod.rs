@@ -56,10 +56,18 @@ pub struct SpanReport {
     pub failed: u64,
     /// Spans that never reached the exporter (batch queue overflow).
     pub dropped: u64,
+    /// Whether an OTLP endpoint was configured (without one no span is made).
+    pub exporting: bool,
 }
 
 impl std::fmt::Display for SpanReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.exporting {
+            return write!(
+                f,
+                "spans: not traced (no --otlp endpoint and no OTEL_EXPORTER_OTLP_ENDPOINT)"
+            );
+        }
         write!(
             f,
             "spans: {} ended, {} exported, {} failed, {} dropped",
@@ -242,6 +250,7 @@ impl Telemetry {
             exported,
             failed,
             dropped,
+            exporting: self.exporting,
         }
     }
 

@@ -116,8 +116,10 @@ async fn send_transactions(args: &ProduceArgs, message: &dyn Fn(u32) -> Message)
             Err(e) => {
                 failed += 1;
                 println!(
-                    "{key} {} FAILED after {} attempts: {} (local transaction not run)",
-                    e.msg_id, e.attempts, e.last
+                    "{key} {} FAILED after {}: {} (local transaction not run)",
+                    e.msg_id,
+                    attempts(e.attempts),
+                    e.last
                 );
             }
         }
@@ -143,10 +145,17 @@ fn print(key: &str, result: &Result<SendResult, SendError>) -> u32 {
         }
         Err(e) => {
             println!(
-                "{key} {} FAILED after {} attempts: {}",
-                e.msg_id, e.attempts, e.last
+                "{key} {} FAILED after {}: {}",
+                e.msg_id,
+                attempts(e.attempts),
+                e.last
             );
             1
         }
     }
+}
+
+/// "1 attempt", "3 attempts".
+fn attempts(n: u32) -> String {
+    format!("{n} attempt{}", if n == 1 { "" } else { "s" })
 }

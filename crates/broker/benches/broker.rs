@@ -64,6 +64,21 @@ struct Run {
     p50: Duration,
     p99: Duration,
     consume_rate: f64,
+    /// CPU time of the whole process per message, producing and consuming.
+    produce_cpu: Duration,
+    consume_cpu: Duration,
+    /// Share of the machine's cores busy while producing and consuming.
+    produce_busy: f64,
+    consume_busy: f64,
+}
+
+/// CPU per message and the share of `cores` busy over `wall`.
+fn cpu_use(cpu: Duration, wall: Duration, messages: usize) -> (Duration, f64) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (
+        cpu / messages as u32,
+        cpu.as_secs_f64() / (wall.as_secs_f64() * cores as f64),
+    )
 }
 
 async fn run(flush: FlushDiskType, args: &Args) -> Run {
@@ -79,6 +94,7 @@ async fn run(flush: FlushDiskType, args: &Args) -> Run {
     let producer = Producer::new(ProducerConfig::new(addr.clone()));
     let body = vec![b'x'; 1024];
     let per = args.messages / args.producers;
+    let cpu_start = common::cpu_time().unwrap_or_default();
     let start = Instant::now();
     let tasks: Vec<_> = (0..args.producers)
         .map(|p| {
@@ -106,6 +122,7 @@ async fn run(flush: FlushDiskType, args: &Args) -> Run {
         latencies.extend(t.await.unwrap());
     }
     let produce = start.elapsed();
+    let cpu_produced = common::cpu_time().unwrap_or_default();
     latencies.sort();
     let total = per * args.producers;
 
@@ -128,13 +145,20 @@ async fn run(flush: FlushDiskType, args: &Args) -> Run {
     let mut rx = stop_tx.subscribe();
     let _ = rx.wait_for(|s| *s).await;
     let consume = start.elapsed();
+    let cpu_consumed = common::cpu_time().unwrap_or_default();
     consumer.await.unwrap().unwrap();
     broker.shutdown().await.unwrap();
+    let (produce_cpu, produce_busy) = cpu_use(cpu_produced - cpu_start, produce, total);
+    let (consume_cpu, consume_busy) = cpu_use(cpu_consumed - cpu_produced, consume, total);
     Run {
         produce_rate: total as f64 / produce.as_secs_f64(),
         p50: latencies[latencies.len() / 2],
         p99: latencies[latencies.len() * 99 / 100],
         consume_rate: total as f64 / consume.as_secs_f64(),
+        produce_cpu,
+        consume_cpu,
+        produce_busy,
+        consume_busy,
     }
 }
 
@@ -145,6 +169,14 @@ fn line(label: &str, r: &Run) {
         r.p50.as_secs_f64() * 1e3,
         r.p99.as_secs_f64() * 1e3,
         r.consume_rate
+    );
+    println!(
+        "{:<22} cpu per message: produce {:>5.1} us ({:.0}% of cores busy), consume {:>5.1} us ({:.0}%)",
+        "",
+        r.produce_cpu.as_secs_f64() * 1e6,
+        r.produce_busy * 100.0,
+        r.consume_cpu.as_secs_f64() * 1e6,
+        r.consume_busy * 100.0
     );
 }
 

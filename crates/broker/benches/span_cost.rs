@@ -9,7 +9,7 @@
 //! cargo bench -p lasthop-broker --bench span_cost -- [--spans N]
 //! ```
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use lasthop_broker::telemetry::int;
 use lasthop_broker::trace_context;
@@ -19,14 +19,6 @@ mod common;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// User plus system CPU time of this process (Linux: `/proc/self/stat`).
-fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_millis(ticks * 10)) // USER_HZ is 100 on Linux
-}
 
 /// Creates, enters and ends one span: index, message id, properties, keys.
 type MakeSpan = fn(u64, &str, &[(String, String)], &[String]);
@@ -89,7 +81,7 @@ fn main() {
         ];
         for (label, make) in kinds {
             let (properties, keys, msg_id) = (properties.clone(), keys.clone(), msg_id.clone());
-            let cpu_before = cpu_time();
+            let cpu_before = common::cpu_time();
             let start = Instant::now();
             let loop_time = tokio::task::spawn_blocking(move || {
                 for i in 0..spans {
@@ -101,7 +93,7 @@ fn main() {
             .unwrap();
             let telemetry = &telemetry;
             tokio::task::block_in_place(|| telemetry.flush());
-            let cpu = cpu_time().zip(cpu_before).map(|(after, before)| after - before);
+            let cpu = common::cpu_time().zip(cpu_before).map(|(after, before)| after - before);
             println!(
                 "{label:<46} {:>6.0} ns/span in the loop, {} ns/span of CPU in all (export included)",
                 loop_time.as_nanos() as f64 / spans as f64,

@@ -1,6 +1,16 @@
 //! What the broker benchmarks share.
 
+use std::time::Duration;
+
 use lasthop_broker::telemetry::{self, Telemetry};
+
+/// User plus system CPU time of this process (Linux: `/proc/self/stat`).
+pub fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10)) // USER_HZ is 100 on Linux
+}
 
 /// The benchmarks' runtime: two workers, as many as this machine has cores.
 pub fn runtime() -> tokio::runtime::Runtime {

@@ -3,10 +3,12 @@
 //! OTLP encoding and an OTLP/HTTP export to a sink on loopback that keeps
 //! nothing. One thread creates spans in a loop; the figures are wall time of
 //! that loop and CPU time of the whole process (the batch thread's encoding
-//! and export included) per span, after the final flush.
+//! and export included) per span, after the final flush. With `--spool`,
+//! every span is also written to a crash-safe span spool (in a temporary
+//! directory) before it is exported.
 //!
 //! ```text
-//! cargo bench -p lasthop-broker --bench span_cost -- [--spans N]
+//! cargo bench -p lasthop-broker --bench span_cost -- [--spans N] [--spool]
 //! ```
 
 use std::time::Instant;
@@ -47,17 +49,21 @@ fn process_span(i: u64, msg_id: &str) -> tracing::Span {
 
 fn main() {
     let mut spans = 200_000u64;
+    let mut spool = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--spans" => spans = args.next().and_then(|v| v.parse().ok()).expect("--spans N"),
+            "--spool" => spool = true,
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
     }
     let runtime = common::runtime();
     runtime.block_on(async {
-        let telemetry = common::traced("lasthop-span-cost").await;
+        let spool_dir = tempfile::tempdir().unwrap();
+        let spool = spool.then(|| spool_dir.path());
+        let telemetry = common::traced_spooled("lasthop-span-cost", spool).await;
         let properties = vec![(
             "traceparent".to_owned(),
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),

@@ -130,6 +130,10 @@ pub struct BrokerArgs {
     /// OTLP/gRPC endpoint for spans (default: OTEL_EXPORTER_OTLP_ENDPOINT; none: no export).
     #[arg(long, value_name = "URL")]
     pub otlp: Option<String>,
+    /// Keep every span in a crash-safe spool in DIR until it is exported;
+    /// a process started later on the same DIR sends what a killed one left.
+    #[arg(long, value_name = "DIR")]
+    pub span_spool: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +166,10 @@ pub struct ProduceArgs {
     /// OTLP/gRPC endpoint for spans (default: OTEL_EXPORTER_OTLP_ENDPOINT).
     #[arg(long, value_name = "URL")]
     pub otlp: Option<String>,
+    /// Keep every span in a crash-safe spool in DIR until it is exported;
+    /// a process started later on the same DIR sends what a killed one left.
+    #[arg(long, value_name = "DIR")]
+    pub span_spool: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -199,6 +207,10 @@ pub struct ConsumeArgs {
     /// OTLP/gRPC endpoint for spans (default: OTEL_EXPORTER_OTLP_ENDPOINT).
     #[arg(long, value_name = "URL")]
     pub otlp: Option<String>,
+    /// Keep every span in a crash-safe spool in DIR until it is exported;
+    /// a process started later on the same DIR sends what a killed one left.
+    #[arg(long, value_name = "DIR")]
+    pub span_spool: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

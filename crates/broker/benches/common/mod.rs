@@ -22,13 +22,20 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Installs lasthop's tracing pipeline, exporting over OTLP/HTTP to a [`sink`].
+#[allow(dead_code)] // each bench uses one of the two
 pub async fn traced(service: &str) -> Telemetry {
+    traced_spooled(service, None).await
+}
+
+/// [`traced`], with a span spool in `spool` when given.
+pub async fn traced_spooled(service: &str, spool: Option<&std::path::Path>) -> Telemetry {
     let sink = sink().await;
     telemetry::init_with(
         service,
         Some(&format!("http://{sink}")),
         telemetry::Protocol::HttpProtobuf,
         "error",
+        spool,
     )
     .unwrap()
 }

@@ -11,7 +11,12 @@
 //! the exporter delivers or fails to deliver is counted, and the difference
 //! after the final flush is reported as dropped. The batch queue is sized so
 //! that the benchmark load does not overflow it.
+//!
+//! With a span spool (`spool`, opt-in), every ended span is also written to a
+//! file until its export was attempted, so a killed process does not take its
+//! last spans along: the next process on the same spool sends them.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -29,9 +34,11 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 mod otlp_encode;
 mod otlp_export;
+mod spool;
 
 use otlp_export::OtlpExporter;
 pub use otlp_export::{GRPC_EXPORT, Protocol, RawCodec};
+use spool::Spool;
 
 /// An unsigned number as the `i64` an OpenTelemetry integer attribute holds.
 /// tracing-opentelemetry records `u64` (and so `u32`) fields through `Debug`,
@@ -45,6 +52,8 @@ struct Counters {
     ended: AtomicU64,
     exported: AtomicU64,
     failed: AtomicU64,
+    replayed: AtomicU64,
+    unspooled: AtomicU64,
 }
 
 /// What happened to this process's spans.
@@ -58,6 +67,10 @@ pub struct SpanReport {
     pub dropped: u64,
     /// Whether an OTLP endpoint was configured (without one no span is made).
     pub exporting: bool,
+    /// Spans a previous process left in the span spool, sent by this one.
+    pub replayed: u64,
+    /// Spans the span spool could not keep (they were still exported).
+    pub unspooled: u64,
 }
 
 impl std::fmt::Display for SpanReport {
@@ -72,7 +85,14 @@ impl std::fmt::Display for SpanReport {
             f,
             "spans: {} ended, {} exported, {} failed, {} dropped",
             self.ended, self.exported, self.failed, self.dropped
-        )
+        )?;
+        if self.replayed > 0 {
+            write!(f, ", {} replayed from the span spool", self.replayed)?;
+        }
+        if self.unspooled > 0 {
+            write!(f, ", {} not kept in the span spool", self.unspooled)?;
+        }
+        Ok(())
     }
 }
 
@@ -83,6 +103,9 @@ pub struct Telemetry {
     counters: Arc<Counters>,
     /// Whether spans are exported at all (no endpoint: they are only counted).
     exporting: bool,
+    spool: Option<Arc<Spool>>,
+    /// Sends what a previous process left in the spool.
+    replay: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Counts every ended span, then hands it on. Wrapping (rather than adding a
@@ -91,6 +114,7 @@ pub struct Telemetry {
 struct CountEnded<P> {
     inner: P,
     counters: Arc<Counters>,
+    spool: Option<Arc<Spool>>,
 }
 
 impl<P: SpanProcessor> SpanProcessor for CountEnded<P> {
@@ -99,6 +123,15 @@ impl<P: SpanProcessor> SpanProcessor for CountEnded<P> {
     }
     fn on_end(&self, span: SpanData) {
         self.counters.ended.fetch_add(1, Ordering::Relaxed);
+        if let Some(spool) = &self.spool
+            && let Err(e) = spool.append(&span)
+            && self.counters.unspooled.fetch_add(1, Ordering::Relaxed) == 0
+        {
+            // Not through `tracing`: this runs while a span closes.
+            eprintln!(
+                "lasthop: cannot write spans to the span spool ({e}); they are exported but not kept"
+            );
+        }
         self.inner.on_end(span);
     }
     fn force_flush(&self) -> OTelSdkResult {
@@ -108,6 +141,9 @@ impl<P: SpanProcessor> SpanProcessor for CountEnded<P> {
         self.inner.shutdown_with_timeout(timeout)
     }
     fn set_resource(&mut self, resource: &Resource) {
+        if let Some(spool) = &self.spool {
+            spool.set_resource(resource);
+        }
         self.inner.set_resource(resource);
     }
 }
@@ -116,11 +152,13 @@ impl<P: SpanProcessor> SpanProcessor for CountEnded<P> {
 struct CountExported<E> {
     inner: E,
     counters: Arc<Counters>,
+    spool: Option<Arc<Spool>>,
 }
 
 impl<E: SpanExporter> SpanExporter for CountExported<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let n = batch.len() as u64;
+        let last = batch.last().map(spool::key_of);
         let result = self.inner.export(batch).await;
         let counter = if result.is_ok() {
             &self.counters.exported
@@ -128,6 +166,11 @@ impl<E: SpanExporter> SpanExporter for CountExported<E> {
             &self.counters.failed
         };
         counter.fetch_add(n, Ordering::Relaxed);
+        if let (Some(spool), Some(last)) = (&self.spool, last)
+            && let Err(e) = spool.exported(n, &last)
+        {
+            eprintln!("lasthop: cannot note exported spans in the span spool: {e}");
+        }
         result
     }
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
@@ -149,15 +192,40 @@ pub fn init(
     otlp: Option<&str>,
     default_log: &str,
 ) -> Result<Telemetry, String> {
-    init_with(default_service, otlp, Protocol::from_env(), default_log)
+    init_with(
+        default_service,
+        otlp,
+        Protocol::from_env(),
+        default_log,
+        None,
+    )
 }
 
-/// [`init`] with the transport given rather than read from the environment.
+/// [`init`], keeping every ended span in the crash-safe span spool in
+/// `spool` (when given) until it is exported; first sends what a previous
+/// process left there.
+pub fn init_spooled(
+    default_service: &str,
+    otlp: Option<&str>,
+    default_log: &str,
+    spool: Option<&Path>,
+) -> Result<Telemetry, String> {
+    init_with(
+        default_service,
+        otlp,
+        Protocol::from_env(),
+        default_log,
+        spool,
+    )
+}
+
+/// [`init_spooled`] with the transport given rather than read from the environment.
 pub fn init_with(
     default_service: &str,
     otlp: Option<&str>,
     protocol: Protocol,
     default_log: &str,
+    spool_dir: Option<&Path>,
 ) -> Result<Telemetry, String> {
     let counters = Arc::new(Counters::default());
     let endpoint = otlp
@@ -170,6 +238,12 @@ pub fn init_with(
         .with_ansi(std::io::stderr().is_terminal())
         .with_filter(filter);
     let Some(endpoint) = endpoint else {
+        if let Some(dir) = spool_dir {
+            return Err(format!(
+                "the span spool {} needs an OTLP endpoint (--otlp or OTEL_EXPORTER_OTLP_ENDPOINT)",
+                dir.display()
+            ));
+        }
         tracing_subscriber::registry()
             .with(fmt)
             .try_init()
@@ -178,27 +252,48 @@ pub fn init_with(
             provider: None,
             counters,
             exporting: false,
+            spool: None,
+            replay: None,
         });
     };
     let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| default_service.to_owned());
     let exporter = OtlpExporter::new(&endpoint, protocol)
         .map_err(|e| format!("cannot export spans to {endpoint}: {e}"))?;
+    let (spool, replay) = match spool_dir {
+        None => (None, None),
+        Some(dir) => {
+            let (spool, files) = Spool::open(dir)
+                .map_err(|e| format!("cannot open the span spool {}: {e}", dir.display()))?;
+            let replay = (!files.is_empty())
+                .then(|| start_replay(exporter.clone(), files, counters.clone()))
+                .transpose()?;
+            (Some(Arc::new(spool)), replay)
+        }
+    };
     let batch = BatchSpanProcessor::builder(CountExported {
         inner: exporter,
         counters: counters.clone(),
+        spool: spool.clone(),
     })
-    .with_batch_config(
-        BatchConfigBuilder::default()
+    .with_batch_config({
+        let config = BatchConfigBuilder::default()
             .with_max_queue_size(1 << 17)
-            .with_max_export_batch_size(512)
-            .with_scheduled_delay(Duration::from_millis(200))
-            .build(),
-    )
+            .with_max_export_batch_size(512);
+        // 200 ms unless OTEL_BSP_SCHEDULE_DELAY says otherwise (read by the SDK).
+        if std::env::var_os("OTEL_BSP_SCHEDULE_DELAY").is_some() {
+            config.build()
+        } else {
+            config
+                .with_scheduled_delay(Duration::from_millis(200))
+                .build()
+        }
+    })
     .build();
     let provider = SdkTracerProvider::builder()
         .with_span_processor(CountEnded {
             inner: batch,
             counters: counters.clone(),
+            spool: spool.clone(),
         })
         .with_resource(
             Resource::builder()
@@ -231,7 +326,60 @@ pub fn init_with(
         provider: Some(provider),
         counters,
         exporting: true,
+        spool,
+        replay,
     })
+}
+
+/// Largest request body a replay sends.
+const REPLAY_BODY: usize = 4 << 20;
+
+/// Sends the spool's replay files on a thread of their own, deleting each once
+/// sent; a file that cannot be sent (after a few tries) stays for the next start.
+fn start_replay(
+    exporter: OtlpExporter,
+    files: Vec<PathBuf>,
+    counters: Arc<Counters>,
+) -> Result<std::thread::JoinHandle<()>, String> {
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|_| "the span spool must be opened inside a tokio runtime".to_owned())?;
+    let replay = move || {
+        for file in files {
+            let bodies = match spool::replay_bodies(&file, REPLAY_BODY) {
+                Ok(bodies) => bodies,
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), error = %e, "cannot read spooled spans");
+                    continue;
+                }
+            };
+            let sent = bodies.into_iter().all(|(body, n)| {
+                let mut tries = 0;
+                loop {
+                    match exporter.send_body(body.clone(), &runtime) {
+                        Ok(()) => {
+                            counters.replayed.fetch_add(n, Ordering::Relaxed);
+                            return true;
+                        }
+                        Err(e) => {
+                            tries += 1;
+                            if tries == 3 {
+                                tracing::warn!(file = %file.display(), error = %e, "cannot send spooled spans; kept for the next start");
+                                return false;
+                            }
+                            std::thread::sleep(Duration::from_millis(250 << tries));
+                        }
+                    }
+                }
+            });
+            if sent && let Err(e) = std::fs::remove_file(&file) {
+                tracing::warn!(file = %file.display(), error = %e, "cannot remove sent spooled spans");
+            }
+        }
+    };
+    std::thread::Builder::new()
+        .name("lasthop-spool-replay".into())
+        .spawn(replay)
+        .map_err(|e| format!("cannot start the span spool's replay: {e}"))
 }
 
 impl Telemetry {
@@ -251,6 +399,8 @@ impl Telemetry {
             failed,
             dropped,
             exporting: self.exporting,
+            replayed: self.counters.replayed.load(Ordering::Relaxed),
+            unspooled: self.counters.unspooled.load(Ordering::Relaxed),
         }
     }
 
@@ -267,6 +417,17 @@ impl Telemetry {
             let _ = provider.force_flush();
             let _ = provider.shutdown();
         }
-        self.report()
+        if let Some(replay) = self.replay.take() {
+            let _ = replay.join();
+        }
+        let report = self.report();
+        // Every span's export was attempted: the spool has nothing left to keep.
+        if let Some(spool) = &self.spool
+            && report.dropped == 0
+            && let Err(e) = spool.close()
+        {
+            tracing::warn!(error = %e, "cannot clear the span spool");
+        }
+        report
     }
 }

@@ -51,7 +51,7 @@ fn env(name: &str) -> Option<String> {
         .filter(|v| !v.trim().is_empty())
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Transport {
     Http {
         client: reqwest::blocking::Client,
@@ -198,6 +198,33 @@ impl OtlpExporter {
                 status.message()
             ))
         })
+    }
+}
+
+impl Clone for OtlpExporter {
+    fn clone(&self) -> Self {
+        OtlpExporter {
+            transport: self.transport.clone(),
+            headers: self.headers.clone(),
+            gzip: self.gzip,
+            resource: self.resource.clone(),
+            last_len: Default::default(),
+        }
+    }
+}
+
+impl OtlpExporter {
+    /// Sends an encoded request body (from a thread outside the runtime:
+    /// the gRPC call runs on `runtime`, where its channel lives).
+    pub(super) fn send_body(
+        &self,
+        body: Vec<u8>,
+        runtime: &tokio::runtime::Handle,
+    ) -> OTelSdkResult {
+        match &self.transport {
+            Transport::Http { client, url } => self.send_http(client, url, body),
+            Transport::Grpc { channel } => runtime.block_on(self.send_grpc(channel, body)),
+        }
     }
 }
 

@@ -68,7 +68,12 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<ExitCode> {
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let telemetry = telemetry::init(&format!("lasthop-broker-{}", config.broker_name), args.otlp.as_deref(), "info")
+        let telemetry = telemetry::init_spooled(
+            &format!("lasthop-broker-{}", config.broker_name),
+            args.otlp.as_deref(),
+            "info",
+            args.span_spool.as_deref(),
+        )
             .map_err(anyhow::Error::msg)?;
         let broker = server::start(config).await?;
         let r = broker.recovery();

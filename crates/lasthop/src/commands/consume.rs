@@ -19,8 +19,13 @@ use crate::cli::{Ack, ConsumeArgs};
 pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let telemetry = telemetry::init("lasthop-consumer", args.otlp.as_deref(), "warn")
-            .map_err(anyhow::Error::msg)?;
+        let telemetry = telemetry::init_spooled(
+            "lasthop-consumer",
+            args.otlp.as_deref(),
+            "warn",
+            args.span_spool.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?;
         let mut config =
             ConsumerConfig::new(args.broker.clone(), args.group.clone(), args.topic.clone());
         config.ack = match args.ack {

@@ -14,8 +14,13 @@ use crate::cli::ProduceArgs;
 pub fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let telemetry = telemetry::init("lasthop-producer", args.otlp.as_deref(), "warn")
-            .map_err(anyhow::Error::msg)?;
+        let telemetry = telemetry::init_spooled(
+            "lasthop-producer",
+            args.otlp.as_deref(),
+            "warn",
+            args.span_spool.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?;
         let producer = Producer::new(ProducerConfig {
             retries: args.retries,
             timeout: Duration::from_millis(args.timeout),

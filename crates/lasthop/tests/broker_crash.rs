@@ -14,17 +14,9 @@ use support::{BrokerProcess, send_all, stored_ids};
 
 use support::TOPIC;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn async_flush_power_loss_loses_the_unflushed_tail_and_the_recover_span_says_so() {
-    let rt = runtime();
+    let rt = support::runtime();
     let data = tempfile::tempdir().unwrap();
     let mut config = CollectorConfig::ephemeral(data.path().join("collector"));
     config.pipeline.commit_interval = Duration::from_millis(100);
@@ -188,7 +180,7 @@ fn recover_spans(
 
 #[test]
 fn sync_flush_loses_no_acknowledged_message_over_random_kill_points() {
-    let rt = runtime();
+    let rt = support::runtime();
     let data = tempfile::tempdir().unwrap();
     let store = data.path().join("broker");
     let args = ["--simulate-power-loss", "--flush", "sync"];

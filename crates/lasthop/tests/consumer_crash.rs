@@ -65,11 +65,7 @@ async fn committed(addr: &str, group: &str) -> u64 {
 
 #[test]
 fn on_receive_commits_past_unprocessed_messages_and_after_process_redelivers_them() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::runtime();
     let dir = tempfile::tempdir().unwrap();
     let config = BrokerConfig {
         listen_port: 0,

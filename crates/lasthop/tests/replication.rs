@@ -13,14 +13,6 @@ use lasthop_collector::{CollectorConfig, server};
 use lasthop_vocab::Hop;
 use support::{BrokerProcess, TOPIC, stored_ids};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 async fn request(addr: &str, r: Request) -> Response {
     let c = Connection::connect(addr, Duration::from_secs(3))
         .await
@@ -92,7 +84,7 @@ fn disk_lost(master: BrokerProcess, store: &std::path::Path) {
 
 #[test]
 fn sync_master_loses_no_acknowledged_message_when_its_disk_is_lost() {
-    let rt = runtime();
+    let rt = support::runtime();
     let dir = tempfile::tempdir().unwrap();
     let (mstore, sstore) = (dir.path().join("master"), dir.path().join("slave"));
     let master = BrokerProcess::start(&mstore, &["--replication", "sync"]);
@@ -139,7 +131,7 @@ fn sync_master_loses_no_acknowledged_message_when_its_disk_is_lost() {
 
 #[test]
 fn async_master_loses_only_what_the_slave_had_not_acked_and_failover_says_so() {
-    let rt = runtime();
+    let rt = support::runtime();
     let dir = tempfile::tempdir().unwrap();
     let mut config = CollectorConfig::ephemeral(dir.path().join("collector"));
     config.pipeline.commit_interval = Duration::from_millis(100);
@@ -254,7 +246,7 @@ fn async_master_loses_only_what_the_slave_had_not_acked_and_failover_says_so() {
 
 #[test]
 fn a_restarted_slave_catches_up() {
-    let rt = runtime();
+    let rt = support::runtime();
     let dir = tempfile::tempdir().unwrap();
     let (mstore, sstore) = (dir.path().join("master"), dir.path().join("slave"));
     let master = BrokerProcess::start(&mstore, &["--replication", "async"]);

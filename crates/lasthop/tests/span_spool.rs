@@ -44,11 +44,7 @@ fn consume(broker: &str, otlp: &str, spool: &Path, n: usize, extra: &[&str]) -> 
 
 #[test]
 fn a_killed_consumers_spans_are_sent_by_the_next_one_on_its_spool() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::runtime();
     let dir = tempfile::tempdir().unwrap();
     let mut config = CollectorConfig::ephemeral(dir.path().join("collector"));
     config.pipeline.commit_interval = Duration::from_millis(100);

@@ -16,11 +16,7 @@ use support::BrokerProcess;
 
 #[test]
 fn a_commit_lost_with_the_broker_is_completed_by_the_check_back_after_restart() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::runtime();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("broker.toml");
     std::fs::write(

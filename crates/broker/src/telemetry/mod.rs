@@ -192,13 +192,7 @@ pub fn init(
     otlp: Option<&str>,
     default_log: &str,
 ) -> Result<Telemetry, String> {
-    init_with(
-        default_service,
-        otlp,
-        Protocol::from_env(),
-        default_log,
-        None,
-    )
+    init_spooled(default_service, otlp, default_log, None)
 }
 
 /// [`init`], keeping every ended span in the crash-safe span spool in

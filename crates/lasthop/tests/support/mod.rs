@@ -20,6 +20,15 @@ pub fn lasthop() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lasthop"))
 }
 
+/// The tests' runtime: two workers, as many as this machine has cores.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Runs `command` to its end and asserts that it succeeded (showing its
 /// standard error if not).
 pub fn succeed(command: &mut Command) -> std::process::Output {

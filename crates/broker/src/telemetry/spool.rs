@@ -109,15 +109,27 @@ fn records(bytes: &[u8]) -> Vec<(SpanKey, &[u8])> {
     out
 }
 
-fn encode_record(key: &SpanKey, request: &[u8], out: &mut Vec<u8>) {
-    let len = (24 + request.len()) as u32;
-    out.extend_from_slice(&len.to_le_bytes());
-    let at = out.len();
-    out.extend_from_slice(&[0; 4]);
+/// Appends a record's head (length and checksum still zero) and `key`; the
+/// request follows, then [`seal`] with the returned start.
+fn begin_record(key: &SpanKey, out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0; 8]);
     out.extend_from_slice(key);
+    start
+}
+
+/// Fills in the length and checksum of the record begun at `start`.
+fn seal(out: &mut [u8], start: usize) {
+    let len = (out.len() - start - 8) as u32;
+    let crc = crc32fast::hash(&out[start + 8..]);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn encode_record(key: &SpanKey, request: &[u8], out: &mut Vec<u8>) {
+    let start = begin_record(key, out);
     out.extend_from_slice(request);
-    let crc = crc32fast::hash(&out[at + 4..]);
-    out[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+    seal(out, start);
 }
 
 #[derive(Debug)]
@@ -244,10 +256,10 @@ impl Spool {
     /// Writes `span` to the spool before it goes on to be exported.
     pub(super) fn append(&self, span: &SpanData) -> io::Result<()> {
         let mut current = self.lock();
-        let mut request = Vec::with_capacity(512);
-        encode_request(std::slice::from_ref(span), &current.resource, &mut request);
-        let mut record = Vec::with_capacity(HEAD + request.len());
-        encode_record(&key_of(span), &request, &mut record);
+        let mut record = Vec::with_capacity(HEAD + 1024);
+        let start = begin_record(&key_of(span), &mut record);
+        encode_request(std::slice::from_ref(span), &current.resource, &mut record);
+        seal(&mut record, start);
         current.file.write_all(&record)?;
         current.bytes += record.len() as u64;
         current.appended += 1;

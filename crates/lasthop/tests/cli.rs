@@ -138,6 +138,37 @@ fn clear_errors_for_missing_data_and_bad_ids() {
 }
 
 #[test]
+fn a_consumer_without_a_broker_stops_with_the_reason() {
+    let mut child = lasthop()
+        .args([
+            "consume",
+            "--broker",
+            "127.0.0.1:9",
+            "--topic",
+            "t",
+            "--group",
+            "g",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map(support::Process)
+        .unwrap();
+    let status = support::eventually("the consumer to stop", || child.0.try_wait().unwrap());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot connect to broker 127.0.0.1:9"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("processed 0 messages"),
+        "the summary still comes: {stderr}"
+    );
+}
+
+#[test]
 fn rocketmq_trace_records_and_json_logs_load_together_and_get_verdicts() {
     let dir = tempfile::tempdir().unwrap();
     let record = |fields: &[&str]| {

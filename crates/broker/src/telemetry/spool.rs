@@ -176,12 +176,8 @@ impl Spool {
             .truncate(false)
             .write(true)
             .open(dir.join(LOCK))?;
-        lock.try_lock().map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::WouldBlock,
-                format!("span spool {} is in use by another process", dir.display()),
-            )
-        })?;
+        lock.try_lock()
+            .map_err(|_| io::Error::new(io::ErrorKind::WouldBlock, "in use by another process"))?;
         let mark = read_file(&dir.join(MARK))?;
         let mut left = read_file(&dir.join(OLD))?;
         left.extend(read_file(&dir.join(SPOOL))?);

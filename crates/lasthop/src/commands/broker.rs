@@ -75,7 +75,14 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<ExitCode> {
             args.span_spool.as_deref(),
         )
             .map_err(anyhow::Error::msg)?;
-        let broker = server::start(config).await?;
+        let broker = match server::start(config).await {
+            Ok(broker) => broker,
+            Err(e) => {
+                // Its `recover` span, if it got that far, still goes out.
+                tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
+                return Err(e.into());
+            }
+        };
         let r = broker.recovery();
         println!(
             "lasthop broker {} listening on {} (epoch {}; previous run ended: {}; commit log ends at {})",
@@ -87,9 +94,10 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<ExitCode> {
         );
         shutdown_signal().await;
         tracing::info!("shutting down: finishing requests, flushing the commit log");
-        broker.shutdown().await?;
+        let stopped = broker.shutdown().await;
         let report = tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
         eprintln!("lasthop broker stopped; {report}");
+        stopped?;
         Ok(ExitCode::SUCCESS)
     })
 }

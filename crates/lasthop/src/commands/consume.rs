@@ -75,19 +75,30 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
             }
             ProcessOutcome::Ok
         });
-        let consumer = tokio::spawn(client::consumer::run(config, handler, stop));
-        tokio::select! {
-            _ = shutdown_signal() => { let _ = stop_tx.send(true); }
-            _ = async { let mut rx = stop_tx.subscribe(); let _ = rx.wait_for(|s| *s).await; } => {}
+        let mut consumer = tokio::spawn(client::consumer::run(config, handler, stop));
+        // Until Ctrl-C, the count, or the consumer giving up (broker gone).
+        let ended = tokio::select! {
+            _ = shutdown_signal() => { let _ = stop_tx.send(true); None }
+            _ = async { let mut rx = stop_tx.subscribe(); let _ = rx.wait_for(|s| *s).await; } => None,
+            ended = &mut consumer => Some(ended),
+        };
+        let ended = match ended {
+            Some(ended) => ended,
+            None => consumer.await,
+        };
+        let outcome = ended
+            .context("consumer task")
+            .and_then(|r| r.map_err(anyhow::Error::from));
+        if outcome.is_ok() {
+            print_lag(&args).await;
         }
-        consumer.await.context("consumer task")??;
-        print_lag(&args).await;
+        // Spans are exported on the way out, whether or not consuming failed.
         let report = tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
         eprintln!(
             "processed {} messages; {report}",
             processed.load(Ordering::SeqCst)
         );
-        Ok(ExitCode::SUCCESS)
+        outcome.map(|_| ExitCode::SUCCESS)
     })
 }
 

@@ -123,8 +123,11 @@ impl<P: SpanProcessor> SpanProcessor for CountEnded<P> {
     }
     fn on_end(&self, span: SpanData) {
         self.counters.ended.fetch_add(1, Ordering::Relaxed);
-        if let Some(spool) = &self.spool
-            && let Err(e) = spool.append(&span)
+        let Some(spool) = &self.spool else {
+            self.inner.on_end(span);
+            return;
+        };
+        if let Err(e) = spool.append(span, |span| self.inner.on_end(span))
             && self.counters.unspooled.fetch_add(1, Ordering::Relaxed) == 0
         {
             // Not through `tracing`: this runs while a span closes.
@@ -132,7 +135,6 @@ impl<P: SpanProcessor> SpanProcessor for CountEnded<P> {
                 "lasthop: cannot write spans to the span spool ({e}); they are exported but not kept"
             );
         }
-        self.inner.on_end(span);
     }
     fn force_flush(&self) -> OTelSdkResult {
         self.inner.force_flush()

@@ -9,7 +9,8 @@
 //!
 //! Invariants:
 //! - a span is appended (one `write` to the file, no buffering) before the
-//!   batch processor sees it, so once a span has ended, a killed process
+//!   batch processor sees it, and in the order the batch queue gets spans
+//!   (the enqueue happens under the file's lock), so once a span has ended, a killed process
 //!   leaves it behind: the page cache outlives the process. Nothing is
 //!   fsynced, so a power cut is not covered, and a span whose process dies
 //!   before it ends is not covered either;
@@ -34,7 +35,7 @@
 //! as request bodies made of their records back to back.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -140,7 +141,6 @@ struct Current {
     appended: u64,
     /// Spans appended before the current file was started, if `.old` exists.
     old_until: Option<u64>,
-    resource: Resource,
 }
 
 /// An open spool (see the module documentation).
@@ -148,21 +148,19 @@ struct Current {
 pub struct Spool {
     dir: PathBuf,
     current: Mutex<Current>,
+    /// The process's resource, which every spooled request carries.
+    resource: std::sync::RwLock<Resource>,
     mark: File,
     /// Spans whose export was attempted.
     handled: std::sync::atomic::AtomicU64,
     _lock: File,
 }
 
+/// A file's bytes; none if it does not exist.
 fn read_file(path: &Path) -> io::Result<Vec<u8>> {
-    match File::open(path) {
-        Ok(mut f) => {
-            let mut bytes = Vec::new();
-            f.read_to_end(&mut bytes)?;
-            Ok(bytes)
-        }
+    match std::fs::read(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(e),
+        read => read,
     }
 }
 
@@ -216,8 +214,8 @@ impl Spool {
                 bytes: 0,
                 appended: 0,
                 old_until: None,
-                resource: Resource::builder_empty().build(),
             }),
+            resource: std::sync::RwLock::new(Resource::builder_empty().build()),
             mark,
             handled: Default::default(),
             _lock: lock,
@@ -240,7 +238,10 @@ impl Spool {
     }
 
     pub(super) fn set_resource(&self, resource: &Resource) {
-        self.lock().resource = resource.clone();
+        *self
+            .resource
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = resource.clone();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Current> {
@@ -249,14 +250,24 @@ impl Spool {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Writes `span` to the spool before it goes on to be exported.
-    pub(super) fn append(&self, span: &SpanData) -> io::Result<()> {
-        let mut current = self.lock();
+    /// Writes `span` to the spool, then hands it to `enqueue` (the batch
+    /// queue) under the same lock, so that the file holds spans in the order
+    /// they are exported. `enqueue` runs even if the write fails.
+    pub(super) fn append(&self, span: SpanData, enqueue: impl FnOnce(SpanData)) -> io::Result<()> {
         let mut record = Vec::with_capacity(HEAD + 1024);
-        let start = begin_record(&key_of(span), &mut record);
-        encode_request(std::slice::from_ref(span), &current.resource, &mut record);
+        let start = begin_record(&key_of(&span), &mut record);
+        {
+            let resource = self
+                .resource
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            encode_request(std::slice::from_ref(&span), &resource, &mut record);
+        }
         seal(&mut record, start);
-        current.file.write_all(&record)?;
+        let mut current = self.lock();
+        let written = current.file.write_all(&record);
+        enqueue(span);
+        written?;
         current.bytes += record.len() as u64;
         current.appended += 1;
         if current.bytes >= ROTATE_BYTES && current.old_until.is_none() {

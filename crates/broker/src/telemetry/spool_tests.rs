@@ -66,9 +66,15 @@ fn what_follows_the_export_mark_is_replayed_by_the_next_process() {
     let (spool, files) = Spool::open(dir.path()).unwrap();
     assert!(files.is_empty());
     let spans: Vec<SpanData> = (0..10).map(span).collect();
+    let mut queued = Vec::new();
     for s in &spans {
-        spool.append(s).unwrap();
+        spool.append(s.clone(), |s| queued.push(s.name)).unwrap();
     }
+    assert_eq!(
+        queued,
+        names(0..10),
+        "each span goes on to the queue, in order"
+    );
     spool.exported(4, &key_of(&spans[3])).unwrap();
     // Killed here: no close. The next process finds spans 4 to 9.
     drop(spool);
@@ -90,7 +96,7 @@ fn without_an_export_every_span_is_replayed_and_a_torn_tail_is_left_out() {
     let dir = tempfile::tempdir().unwrap();
     let (spool, _) = Spool::open(dir.path()).unwrap();
     for n in 0..3 {
-        spool.append(&span(n)).unwrap();
+        spool.append(span(n), drop).unwrap();
     }
     drop(spool);
     // The process died while writing a fourth record.
@@ -118,7 +124,7 @@ fn a_rotated_file_is_removed_once_exports_pass_its_end_and_read_until_then() {
     let (spool, _) = Spool::open(dir.path()).unwrap();
     let spans: Vec<SpanData> = (0..6).map(span).collect();
     for s in &spans[..3] {
-        spool.append(s).unwrap();
+        spool.append(s.clone(), drop).unwrap();
     }
     // Force a rotation after the third span, as ROTATE_BYTES would.
     {
@@ -129,7 +135,7 @@ fn a_rotated_file_is_removed_once_exports_pass_its_end_and_read_until_then() {
         current.old_until = Some(current.appended);
     }
     for s in &spans[3..] {
-        spool.append(s).unwrap();
+        spool.append(s.clone(), drop).unwrap();
     }
     spool.exported(2, &key_of(&spans[1])).unwrap();
     assert!(dir.path().join(OLD).exists(), "span 2 is still only there");
@@ -144,7 +150,7 @@ fn a_rotated_file_is_removed_once_exports_pass_its_end_and_read_until_then() {
         std::fs::remove_file(f).unwrap();
     }
     for s in &spans {
-        spool.append(s).unwrap();
+        spool.append(s.clone(), drop).unwrap();
     }
     {
         let mut current = spool.lock();
@@ -152,7 +158,7 @@ fn a_rotated_file_is_removed_once_exports_pass_its_end_and_read_until_then() {
         current.file = File::create(dir.path().join(SPOOL)).unwrap();
         current.old_until = Some(current.appended);
     }
-    spool.append(&span(6)).unwrap();
+    spool.append(span(6), drop).unwrap();
     spool.exported(7, &key_of(&span(6))).unwrap();
     assert!(
         !dir.path().join(OLD).exists(),

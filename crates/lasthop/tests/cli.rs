@@ -135,6 +135,15 @@ fn clear_errors_for_missing_data_and_bad_ids() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+    let out = lasthop()
+        .args(["broker", "--simulate-power-loss", "--span-spool"])
+        .arg(dir.path().join("spool"))
+        .arg("--store")
+        .arg(dir.path().join("store"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not through a power cut"));
 }
 
 #[test]

@@ -66,6 +66,12 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<ExitCode> {
     if config.broker_role != BrokerRole::Slave && config.ha_master_address.is_some() {
         bail!("--master is for a slave (--role slave)");
     }
+    if config.simulate_power_loss && args.span_spool.is_some() {
+        // The spool is not fsynced: a real power cut takes it along, a simulated one would not.
+        bail!(
+            "--span-spool keeps spans through a kill, not through a power cut; with --simulate-power-loss it would keep what a real power cut loses"
+        );
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let telemetry = telemetry::init_spooled(

@@ -196,6 +196,62 @@ async fn oversized_messages_are_refused_with_a_clear_status() {
     broker.shutdown().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_reconnects_to_a_restarted_broker_and_goes_on_from_its_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), FlushDiskType::SyncFlush);
+    config.default_topic_queue_nums = 1;
+    let broker = server::start(config.clone()).await.unwrap();
+    let addr = broker.addr.to_string();
+    let send = |keys: std::ops::Range<u32>| {
+        let addr = addr.clone();
+        async move {
+            let producer = Producer::new(ProducerConfig::new(addr));
+            for i in keys {
+                producer.send(order(i)).await.unwrap();
+            }
+        }
+    };
+    send(0..2).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let handler_seen = seen.clone();
+    let handler: client::Handler = Arc::new(move |m| {
+        handler_seen.lock().unwrap().push(m.keys[0].clone());
+        ProcessOutcome::Ok
+    });
+    let (stop_tx, stop) = watch::channel(false);
+    let mut consumer_config = ConsumerConfig::new(addr.clone(), "red-packet", "order_paid");
+    consumer_config.poll_wait = Duration::from_millis(50);
+    let consumer = tokio::spawn(client::consumer::run(consumer_config, handler, stop));
+    let committed = |addr: String| async move {
+        let conn = client::Connection::connect(&addr, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let q = Request::QueryOffset {
+            group: "red-packet".into(),
+            topic: "order_paid".into(),
+            queue_id: 0,
+        };
+        conn.request(&q, Duration::from_secs(1)).await.unwrap()
+    };
+    wait_until_async(|| async { committed(addr.clone()).await == Response::Offset(Some(2)) }).await;
+
+    // The broker goes away and comes back on the same port and store.
+    broker.shutdown().await.unwrap();
+    config.listen_port = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let broker = server::start(config).await.unwrap();
+    send(2..4).await;
+    wait_until(|| seen.lock().unwrap().len() >= 4).await;
+    stop_tx.send(true).unwrap();
+    assert_eq!(consumer.await.unwrap().unwrap(), 4);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["ORDER_0", "ORDER_1", "ORDER_2", "ORDER_3"],
+        "each once, in order"
+    );
+    broker.shutdown().await.unwrap();
+}
+
 async fn wait_until(mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !done() {

@@ -11,6 +11,7 @@
 
 use crate::telemetry::int;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use lasthop_vocab::attr;
@@ -77,56 +78,121 @@ impl ConsumerConfig {
 /// The handler: called once per delivered message, from several queue tasks at once.
 pub type Handler = Arc<dyn Fn(&WireMessage) -> ProcessOutcome + Send + Sync>;
 
-/// Consumes until `stop` turns true; returns how many messages were processed successfully.
+/// Consumes until `stop` turns true; returns how many messages were processed
+/// successfully. The first connection must succeed; after that, a lost
+/// connection (or a broker that stops answering) is retried with growing
+/// pauses, up to 5 s, until the broker is back or `stop` turns true; each
+/// queue then goes on from its committed offset.
 pub async fn run(
     config: ConsumerConfig,
     handler: Handler,
-    stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) -> Result<u64, ClientError> {
-    let connection = Arc::new(Connection::connect(&config.broker, config.timeout).await?);
-    let queues = match connection
-        .request(
-            &Request::Route {
-                topic: config.topic.clone(),
-            },
-            config.timeout,
-        )
-        .await?
-    {
-        Response::Route { queues, .. } => queues,
-        other => return Err(ClientError::Refused(format!("unexpected answer {other:?}"))),
-    };
     let config = Arc::new(config);
+    let processed = Arc::new(AtomicU64::new(0));
+    let mut session = connect(&config).await?;
+    loop {
+        let Some(error) = consume_session(&config, session, &handler, &stop, &processed).await
+        else {
+            return Ok(processed.load(Ordering::Relaxed));
+        };
+        let lost = matches!(
+            error,
+            ClientError::Disconnected | ClientError::Timeout(_) | ClientError::Connect { .. }
+        );
+        if !lost || *stop.borrow() {
+            return Err(error);
+        }
+        tracing::warn!(broker = %config.broker, error = %error, "lost the broker; reconnecting");
+        session = match reconnect(&config, &mut stop).await {
+            Some(session) => session,
+            None => return Ok(processed.load(Ordering::Relaxed)),
+        };
+        tracing::info!(broker = %config.broker, "reconnected to the broker");
+    }
+}
+
+/// A connection and the topic's queue count.
+type Session = (Arc<Connection>, u32);
+
+async fn connect(config: &ConsumerConfig) -> Result<Session, ClientError> {
+    let connection = Arc::new(Connection::connect(&config.broker, config.timeout).await?);
+    let route = Request::Route {
+        topic: config.topic.clone(),
+    };
+    match connection.request(&route, config.timeout).await? {
+        Response::Route { queues, .. } => Ok((connection, queues)),
+        other => Err(ClientError::Refused(format!("unexpected answer {other:?}"))),
+    }
+}
+
+/// Connects again after growing pauses; `None` if `stop` turned true first.
+async fn reconnect(config: &ConsumerConfig, stop: &mut watch::Receiver<bool>) -> Option<Session> {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.wait_for(|s| *s) => return None,
+        }
+        match connect(config).await {
+            Ok(session) => return Some(session),
+            Err(e) => {
+                tracing::debug!(broker = %config.broker, error = %e, "broker still unreachable")
+            }
+        }
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Consumes every queue (and the group's retry queue) over one connection
+/// until `stop`; the first error ends the session for every queue.
+async fn consume_session(
+    config: &Arc<ConsumerConfig>,
+    (connection, queues): Session,
+    handler: &Handler,
+    stop: &watch::Receiver<bool>,
+    processed: &Arc<AtomicU64>,
+) -> Option<ClientError> {
     let mut tasks = tokio::task::JoinSet::new();
     let retry = crate::server::retry::retry_topic(&config.group);
     let subscriptions = (0..queues)
         .map(|q| (config.topic.clone(), q))
         .chain([(retry, 0)]);
     for (topic, queue_id) in subscriptions {
-        let (config, connection, handler, stop) = (
+        let (config, connection, handler, stop, processed) = (
             config.clone(),
             connection.clone(),
             handler.clone(),
             stop.clone(),
+            processed.clone(),
         );
         tasks.spawn(async move {
-            consume_queue(&config, &connection, &handler, &topic, queue_id, stop).await
+            consume_queue(
+                &config,
+                &connection,
+                &handler,
+                &topic,
+                queue_id,
+                stop,
+                &processed,
+            )
+            .await
         });
     }
-    let mut processed = 0;
     let mut first_error = None;
     while let Some(result) = tasks.join_next().await {
-        match result.expect("queue task") {
-            Ok(n) => processed += n,
-            Err(e) => {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                // Messages processed but not committed come again: at least once.
+                tasks.abort_all();
                 first_error.get_or_insert(e);
             }
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
     }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(processed),
-    }
+    first_error
 }
 
 async fn consume_queue(
@@ -136,7 +202,8 @@ async fn consume_queue(
     topic: &str,
     queue_id: u32,
     mut stop: watch::Receiver<bool>,
-) -> Result<u64, ClientError> {
+    processed: &AtomicU64,
+) -> Result<(), ClientError> {
     let group = config.group.as_str();
     let query = Request::QueryOffset {
         group: group.into(),
@@ -147,7 +214,6 @@ async fn consume_queue(
         Response::Offset(o) => o.unwrap_or(0),
         _ => 0,
     };
-    let mut processed = 0;
     while !*stop.borrow() {
         let pull = Request::Pull {
             group: group.into(),
@@ -198,7 +264,7 @@ async fn consume_queue(
         for message in &messages {
             match process(config, handler, message) {
                 ProcessOutcome::Ok => {
-                    processed += 1;
+                    processed.fetch_add(1, Ordering::Relaxed);
                     done_to = message.queue_offset + 1;
                 }
                 // Reconsume later: the broker keeps it for a retry, so the offset may move on.
@@ -224,7 +290,7 @@ async fn consume_queue(
             done_to
         };
     }
-    Ok(processed)
+    Ok(())
 }
 
 /// A per-message `receive` or `process` span of this consumer.

@@ -143,18 +143,7 @@ async fn after_process_retries_a_failed_message_and_on_receive_skips_it() {
         let want = if expect_retried { 3 } else { 2 };
         wait_until(|| ok.lock().unwrap().len() >= want).await;
         // Give a wrong retry the chance to show up before stopping.
-        let conn = client::Connection::connect(&addr, Duration::from_secs(1))
-            .await
-            .unwrap();
-        let q = Request::QueryOffset {
-            group: "red-packet".into(),
-            topic: "order_paid".into(),
-            queue_id: 0,
-        };
-        wait_until_async(|| async {
-            conn.request(&q, Duration::from_secs(1)).await.unwrap() == Response::Offset(Some(3))
-        })
-        .await;
+        wait_committed(&addr, 3).await;
         stop_tx.send(true).unwrap();
         consumer.await.unwrap().unwrap();
         let ok = ok.lock().unwrap().clone();
@@ -223,18 +212,7 @@ async fn a_consumer_reconnects_to_a_restarted_broker_and_goes_on_from_its_offset
     let mut consumer_config = ConsumerConfig::new(addr.clone(), "red-packet", "order_paid");
     consumer_config.poll_wait = Duration::from_millis(50);
     let consumer = tokio::spawn(client::consumer::run(consumer_config, handler, stop));
-    let committed = |addr: String| async move {
-        let conn = client::Connection::connect(&addr, Duration::from_secs(1))
-            .await
-            .unwrap();
-        let q = Request::QueryOffset {
-            group: "red-packet".into(),
-            topic: "order_paid".into(),
-            queue_id: 0,
-        };
-        conn.request(&q, Duration::from_secs(1)).await.unwrap()
-    };
-    wait_until_async(|| async { committed(addr.clone()).await == Response::Offset(Some(2)) }).await;
+    wait_committed(&addr, 2).await;
 
     // The broker goes away and comes back on the same port and store.
     broker.shutdown().await.unwrap();
@@ -261,6 +239,22 @@ async fn wait_until(mut done: impl FnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Waits until group `red-packet` has committed `offset` on queue 0 of `order_paid`.
+async fn wait_committed(addr: &str, offset: u64) {
+    let conn = client::Connection::connect(addr, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let q = Request::QueryOffset {
+        group: "red-packet".into(),
+        topic: "order_paid".into(),
+        queue_id: 0,
+    };
+    wait_until_async(|| async {
+        conn.request(&q, Duration::from_secs(1)).await.unwrap() == Response::Offset(Some(offset))
+    })
+    .await;
 }
 
 async fn wait_until_async<F: std::future::Future<Output = bool>>(mut done: impl FnMut() -> F) {

@@ -4,9 +4,9 @@
 //! accept(records) --encode--> WAL thread: append, fdatasync (group commit) --ack-->
 //!                                  |
 //!                                  v  (records + end LSN)
-//!                             index thread: add documents; every commit interval
-//!                             commit with payload {"wal_lsn": N}, reload readers,
-//!                             delete WAL segments below N
+//!                             index thread: add documents; every commit interval,
+//!                             or once the input goes quiet, commit with payload
+//!                             {"wal_lsn": N}, reload readers, delete WAL segments below N
 //! ```
 //!
 //! ## Invariants
@@ -39,8 +39,14 @@ use crate::wal::{self, Lsn, Wal, WalError};
 pub struct PipelineOptions {
     /// Acknowledged-but-unindexed WAL bytes above which new batches are refused.
     pub max_backlog_bytes: u64,
-    /// How often pending documents are committed (and become searchable).
+    /// How often pending documents are committed (and become searchable)
+    /// while spans keep arriving.
     pub commit_interval: Duration,
+    /// Commit early once nothing has arrived for this long (a burst has
+    /// ended), so its last spans are searchable at once instead of up to a
+    /// commit interval later; at most one such commit per quarter interval.
+    /// `None` commits only on the interval.
+    pub idle_commit: Option<Duration>,
     pub wal_segment_bytes: u64,
     /// Memory budget of tantivy's index writer.
     pub writer_memory_bytes: usize,
@@ -54,6 +60,7 @@ impl Default for PipelineOptions {
         PipelineOptions {
             max_backlog_bytes: 64 << 20,
             commit_interval: Duration::from_millis(1000),
+            idle_commit: Some(Duration::from_millis(50)),
             wal_segment_bytes: 64 << 20,
             writer_memory_bytes: 256 << 20,
             index_threads: 2,
@@ -254,8 +261,11 @@ impl Pipeline {
             spawn("lasthop-index", {
                 let shared = shared.clone();
                 let store = store.clone();
-                let interval = options.commit_interval;
-                move || index_loop(writer, index_rx, &shared, &store, &wal_dir, interval)
+                let timing = CommitTiming {
+                    interval: options.commit_interval,
+                    idle: options.idle_commit,
+                };
+                move || index_loop(writer, index_rx, &shared, &store, &wal_dir, timing)
             }),
         ];
         Ok(Pipeline {
@@ -456,20 +466,56 @@ fn wal_loop(mut wal: Wal, rx: Receiver<AppendJob>, index_tx: Sender<IndexJob>, s
     }
 }
 
+/// When the index thread commits what it has added.
+#[derive(Clone, Copy)]
+struct CommitTiming {
+    interval: Duration,
+    idle: Option<Duration>,
+}
+
+impl CommitTiming {
+    /// When pending documents are due: a commit interval after the first of
+    /// them, or once the input has been quiet for `idle`, but not sooner than
+    /// a quarter interval after the last commit of this run (a trickle of
+    /// spans must not turn into a commit, and a tiny segment, per span).
+    fn due_at(
+        &self,
+        first_pending: Instant,
+        last_job: Instant,
+        last_commit: Option<Instant>,
+    ) -> Instant {
+        let on_interval = first_pending + self.interval;
+        let Some(idle) = self.idle else {
+            return on_interval;
+        };
+        let quiet = last_job + idle;
+        let early = match last_commit {
+            Some(at) => quiet.max(at + self.interval / 4),
+            None => quiet,
+        };
+        on_interval.min(early)
+    }
+}
+
 fn index_loop(
     mut writer: IndexWriter,
     rx: Receiver<IndexJob>,
     shared: &Shared,
     store: &SpanStore,
     wal_dir: &Path,
-    interval: Duration,
+    timing: CommitTiming,
 ) {
     let schema = SpanSchema::new();
-    let mut deadline: Option<Instant> = None;
-    let mut pending: Option<(Lsn, u64)> = None;
+    let mut last_commit = None;
+    let mut last_job = Instant::now();
+    // Since when documents wait for a commit, the WAL end they reach, and how many.
+    let mut pending: Option<(Instant, Lsn, u64)> = None;
     loop {
-        let received = match deadline {
-            Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
+        let received = match pending {
+            Some((first, _, _)) => {
+                let due = timing.due_at(first, last_job, last_commit);
+                rx.recv_timeout(due.saturating_duration_since(Instant::now()))
+            }
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         let disconnected = match received {
@@ -487,16 +533,20 @@ fn index_loop(
                         return;
                     }
                 }
-                let count = pending.map_or(0, |(_, c)| c) + n;
-                pending = Some((job.end, count));
-                deadline.get_or_insert_with(|| Instant::now() + interval);
+                last_job = Instant::now();
+                pending = Some(match pending {
+                    Some((first, _, count)) => (first, job.end, count + n),
+                    None => (last_job, job.end, n),
+                });
                 false
             }
             Err(RecvTimeoutError::Timeout) => false,
             Err(RecvTimeoutError::Disconnected) => true,
         };
-        let due = deadline.is_some_and(|d| Instant::now() >= d);
-        if let Some((lsn, count)) = pending.filter(|_| due || disconnected) {
+        let due = |&(first, _, _): &(Instant, Lsn, u64)| {
+            Instant::now() >= timing.due_at(first, last_job, last_commit)
+        };
+        if let Some((_, lsn, count)) = pending.filter(|p| disconnected || due(p)) {
             if let Err(e) = commit(&mut writer, lsn) {
                 shared.fail(format!("index commit failed: {e}"));
                 return;
@@ -512,7 +562,7 @@ fn index_loop(
                 tracing::warn!(error = %e, "could not delete indexed wal segments");
             }
             pending = None;
-            deadline = None;
+            last_commit = Some(Instant::now());
         }
         if disconnected {
             let _ = writer.wait_merging_threads();
@@ -571,4 +621,111 @@ fn split_batch(payload: &[u8]) -> impl Iterator<Item = Result<&[u8], postcard::E
         rest = tail;
         Some(Ok(item))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn pending_documents_are_due_on_the_interval_or_when_the_input_goes_quiet() {
+        let t0 = Instant::now();
+        let timing = CommitTiming {
+            interval: 1000 * MS,
+            idle: Some(50 * MS),
+        };
+        // A burst that started long after the last commit: due 50 ms after its last batch.
+        let last_commit = Some(t0);
+        assert_eq!(
+            timing.due_at(t0 + 900 * MS, t0 + 950 * MS, last_commit),
+            t0 + 1000 * MS
+        );
+        assert_eq!(
+            timing.due_at(t0 + 300 * MS, t0 + 400 * MS, last_commit),
+            t0 + 450 * MS
+        );
+        // Shortly after a commit: not before a quarter interval has passed.
+        assert_eq!(
+            timing.due_at(t0 + 10 * MS, t0 + 20 * MS, last_commit),
+            t0 + 250 * MS
+        );
+        // No commit yet in this run: as soon as the input is quiet.
+        assert_eq!(
+            timing.due_at(t0 + 10 * MS, t0 + 20 * MS, None),
+            t0 + 70 * MS
+        );
+        // Spans arriving without a pause: the interval decides.
+        assert_eq!(
+            timing.due_at(t0, t0 + 990 * MS, last_commit),
+            t0 + 1000 * MS
+        );
+        // Without idle commits, only the interval.
+        let interval_only = CommitTiming {
+            idle: None,
+            ..timing
+        };
+        assert_eq!(
+            interval_only.due_at(t0 + 300 * MS, t0 + 400 * MS, last_commit),
+            t0 + 1300 * MS
+        );
+    }
+
+    fn record(i: u64) -> SpanRecord {
+        SpanRecord {
+            trace_id: format!("{i:032x}"),
+            span_id: format!("{i:016x}"),
+            service: "svc".into(),
+            name: "op".into(),
+            start_ns: i,
+            end_ns: i + 1,
+            ..SpanRecord::default()
+        }
+    }
+
+    #[test]
+    fn a_quiet_input_makes_a_burst_searchable_before_the_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = PipelineOptions {
+            commit_interval: Duration::from_secs(3600),
+            idle_commit: Some(20 * MS),
+            ..PipelineOptions::default()
+        };
+        let pipeline = Pipeline::open(dir.path(), options).unwrap();
+        let lsn = pipeline
+            .accept_blocking(vec![record(1), record(2)])
+            .unwrap();
+        // An hour-long interval: only the idle commit can make this true in time.
+        assert!(pipeline.wait_indexed(lsn, Duration::from_secs(60)));
+        assert_eq!(pipeline.store().count(), 2);
+        assert_eq!(
+            pipeline
+                .store()
+                .by_trace_id(&format!("{:032x}", 2))
+                .unwrap(),
+            vec![record(2)]
+        );
+        // The next burst comes within a quarter interval of that commit: it waits.
+        let lsn = pipeline.accept_blocking(vec![record(3)]).unwrap();
+        assert!(!pipeline.wait_indexed(lsn, 300 * MS));
+        let stats = pipeline.shutdown();
+        assert_eq!((stats.indexed_spans, stats.commits), (3, 2));
+    }
+
+    #[test]
+    fn without_idle_commits_a_batch_waits_for_the_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = PipelineOptions {
+            commit_interval: Duration::from_secs(3600),
+            idle_commit: None,
+            ..PipelineOptions::default()
+        };
+        let pipeline = Pipeline::open(dir.path(), options).unwrap();
+        let lsn = pipeline.accept_blocking(vec![record(1)]).unwrap();
+        assert!(!pipeline.wait_indexed(lsn, 300 * MS));
+        assert_eq!(pipeline.store().count(), 0);
+        // Shutdown still commits what is pending.
+        assert_eq!(pipeline.shutdown().indexed_spans, 1);
+    }
 }

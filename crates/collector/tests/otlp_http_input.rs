@@ -176,6 +176,7 @@ fn a_lagging_index_pushes_back_with_503_and_retry_after() {
     let h = Harness::start(|c| {
         c.pipeline.max_backlog_bytes = 1;
         c.pipeline.commit_interval = std::time::Duration::from_secs(60);
+        c.pipeline.idle_commit = None;
     });
     assert_eq!(good(&h, 1).0, 200);
     let (status, retry_after, _) = good(&h, 2);

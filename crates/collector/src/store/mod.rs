@@ -2,7 +2,8 @@
 //!
 //! Readers ([`SpanStore`]) open the index read-only and may run in other
 //! processes while a collector writes; they see what the writer has
-//! committed (at most one commit interval behind an acknowledgement).
+//! committed (at most one commit interval behind an acknowledgement, and
+//! about 50 ms once the spans stop coming).
 //! Writing happens only through the collector's pipeline, which owns the
 //! index writer and the write-ahead log (see `pipeline.rs`).
 

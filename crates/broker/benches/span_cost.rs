@@ -7,8 +7,13 @@
 //! every span is also written to a crash-safe span spool (in a temporary
 //! directory) before it is exported.
 //!
+//! With `--floor`, no span is recorded or exported at all: the subscriber is
+//! `tracing-subscriber`'s registry with one layer that reads every field of a
+//! new span and throws it away. That is the least any recorder behind the
+//! `tracing` API pays per span, whatever it does with the fields after.
+//!
 //! ```text
-//! cargo bench -p lasthop-broker --bench span_cost -- [--spans N] [--spool]
+//! cargo bench -p lasthop-broker --bench span_cost -- [--spans N] [--spool | --floor]
 //! ```
 
 use std::time::Instant;
@@ -50,11 +55,13 @@ fn process_span(i: u64, msg_id: &str) -> tracing::Span {
 fn main() {
     let mut spans = 200_000u64;
     let mut spool = false;
+    let mut floor = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--spans" => spans = args.next().and_then(|v| v.parse().ok()).expect("--spans N"),
             "--spool" => spool = true,
+            "--floor" => floor = true,
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -63,7 +70,14 @@ fn main() {
     runtime.block_on(async {
         let spool_dir = tempfile::tempdir().unwrap();
         let spool = spool.then(|| spool_dir.path());
-        let telemetry = common::traced_spooled("lasthop-span-cost", spool).await;
+        let telemetry = if floor {
+            use tracing_subscriber::layer::SubscriberExt;
+            let subscriber = tracing_subscriber::registry().with(ReadFields);
+            tracing::subscriber::set_global_default(subscriber).unwrap();
+            None
+        } else {
+            Some(common::traced_spooled("lasthop-span-cost", spool).await)
+        };
         let properties = vec![(
             "traceparent".to_owned(),
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
@@ -97,19 +111,60 @@ fn main() {
             })
             .await
             .unwrap();
-            let telemetry = &telemetry;
-            tokio::task::block_in_place(|| telemetry.flush());
+            if let Some(telemetry) = &telemetry {
+                tokio::task::block_in_place(|| telemetry.flush());
+            }
             let cpu = common::cpu_time().zip(cpu_before).map(|(after, before)| after - before);
             println!(
-                "{label:<46} {:>6.0} ns/span in the loop, {} ns/span of CPU in all (export included)",
+                "{label:<46} {:>6.0} ns/span in the loop, {} ns/span of CPU in all ({})",
                 loop_time.as_nanos() as f64 / spans as f64,
                 cpu.map_or("?".to_owned(), |c| format!("{:.0}", c.as_nanos() as f64 / spans as f64)),
+                if floor { "fields read, nothing recorded" } else { "export included" },
             );
         }
-        let report = tokio::task::spawn_blocking(move || telemetry.shutdown())
-            .await
-            .unwrap();
-        println!("{report}");
-        assert_eq!(report.dropped + report.failed, 0, "no span dropped");
+        if let Some(telemetry) = telemetry {
+            let report = tokio::task::spawn_blocking(move || telemetry.shutdown())
+                .await
+                .unwrap();
+            println!("{report}");
+            assert_eq!(report.dropped + report.failed, 0, "no span dropped");
+        }
     });
+}
+
+/// `--floor`: visits every field of every new span and of every later
+/// `record`, keeps nothing.
+struct ReadFields;
+
+struct Discard;
+
+impl tracing::field::Visit for Discard {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        std::hint::black_box((field, value));
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        std::hint::black_box((field, value));
+    }
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        std::hint::black_box((field, value));
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ReadFields {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        attrs.record(&mut Discard);
+    }
+    fn on_record(
+        &self,
+        _: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        values.record(&mut Discard);
+    }
 }

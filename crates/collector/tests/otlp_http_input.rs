@@ -95,7 +95,11 @@ fn json_body_is_accepted_and_answered_in_json() {
     .unwrap();
     let (status, _, body) = post(&h, "application/json; charset=utf-8", None, json);
     assert_eq!(status, 200);
-    serde_json::from_slice::<serde_json::Value>(&body).unwrap();
+    // A full success: an empty ExportTraceServiceResponse.
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({})
+    );
     h.settle();
     let found = h.running().pipeline().store().by_message_id("J1").unwrap();
     assert_eq!(found.len(), 1);
@@ -159,15 +163,34 @@ fn spans_with_bad_ids_are_reported_through_partial_success() {
     let h = Harness::start(|_| {});
     let mut bad = span(1, 2, "bad", vec![]);
     bad.trace_id = vec![1, 2, 3];
-    let body = request("svc", vec![span(1, 1, "good", vec![]), bad]).encode_to_vec();
-    let (status, _, body) = post(&h, "application/x-protobuf", None, body);
+    let export = request("svc", vec![span(1, 1, "good", vec![]), bad]);
+    let (status, _, body) = post(&h, "application/x-protobuf", None, export.encode_to_vec());
     assert_eq!(status, 200);
     let response = ExportTraceServiceResponse::decode(body.as_slice()).unwrap();
     let partial = response.partial_success.unwrap();
     assert_eq!(partial.rejected_spans, 1);
     assert!(partial.error_message.contains("trace id"));
+
+    // The same in JSON, answered in JSON.
+    let json = serde_json::to_vec(&export).unwrap();
+    let (status, _, body) = post(&h, "application/json", None, json);
+    assert_eq!(status, 200);
+    let response: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let partial = &response["partialSuccess"];
+    assert_eq!(
+        partial["rejectedSpans"].to_string().trim_matches('"'),
+        "1",
+        "{response}"
+    );
+    assert!(
+        partial["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("trace id")
+    );
     h.settle();
-    assert_eq!(h.running().pipeline().store().count(), 1);
+    // The good span of each request; the second is the same span again.
+    assert_eq!(h.running().pipeline().store().count(), 2);
 }
 
 #[test]

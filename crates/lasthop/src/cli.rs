@@ -296,6 +296,12 @@ pub struct CollectorArgs {
     /// Unindexed bytes above which senders are told to retry later.
     #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
     pub max_backlog_bytes: u64,
+    /// How often spans become searchable while they keep arriving, in
+    /// milliseconds (each commit makes an index segment). A burst of spans is
+    /// committed about 50 ms after it ends, at most once per quarter interval.
+    #[arg(long, default_value_t = 1000, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub commit_interval: u64,
 }
 
 #[derive(Debug, Args)]

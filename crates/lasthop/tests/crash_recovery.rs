@@ -20,7 +20,9 @@ const ACKED_BEFORE_KILL: usize = 150;
 #[test]
 fn every_acknowledged_span_survives_sigkill_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let collector = CollectorProcess::start(dir.path());
+    // No commit on the interval before the kill: what was acknowledged can
+    // only come back through the WAL.
+    let collector = CollectorProcess::start_with(dir.path(), &["--commit-interval", "600000"]);
     let url = format!("http://{}/v1/traces", collector.http);
 
     let acked = Arc::new((Mutex::new(Vec::<u64>::new()), Condvar::new()));
@@ -70,6 +72,15 @@ fn every_acknowledged_span_survives_sigkill_exactly_once() {
 
     // Restart: the WAL is replayed before the collector listens.
     let collector = CollectorProcess::start(dir.path());
+    let stats: serde_json::Value =
+        reqwest::blocking::get(format!("http://{}/api/stats", collector.api))
+            .and_then(|r| r.json())
+            .unwrap();
+    let replayed = stats["collector"]["replayed_spans"].as_u64().unwrap();
+    assert!(
+        replayed > 0,
+        "the restart replayed nothing, so this run did not test the WAL: {stats}"
+    );
     let store = SpanStore::open(dir.path()).unwrap();
     for n in &acked {
         let spans = store.by_trace_id(&trace_hex(*n)).unwrap();

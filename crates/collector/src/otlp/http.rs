@@ -189,12 +189,20 @@ fn success(response: &ExportTraceServiceResponse, encoding: Encoding) -> Respons
             response.encode_to_vec(),
         )
             .into_response(),
-        Encoding::Json => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            serde_json::to_string(response).unwrap_or_else(|_| "{}".into()),
-        )
-            .into_response(),
+        Encoding::Json => {
+            // Proto3 JSON leaves an unset message out: a full success is `{}`,
+            // not `{"partialSuccess":null}`.
+            let body = match response.partial_success {
+                None => "{}".to_owned(),
+                Some(_) => serde_json::to_string(response).unwrap_or_else(|_| "{}".into()),
+            };
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response()
+        }
     }
 }
 

@@ -15,6 +15,7 @@ pub fn run(args: CollectorArgs) -> anyhow::Result<ExitCode> {
         max_body_bytes: args.max_body_bytes,
         pipeline: PipelineOptions {
             max_backlog_bytes: args.max_backlog_bytes,
+            commit_interval: std::time::Duration::from_millis(args.commit_interval),
             ..PipelineOptions::default()
         },
         ..CollectorConfig::new(args.data.path)

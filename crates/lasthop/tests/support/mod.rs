@@ -88,6 +88,11 @@ pub struct CollectorProcess {
 impl CollectorProcess {
     /// Starts the collector and waits for its "listening" line.
     pub fn start(data: &Path) -> CollectorProcess {
+        Self::start_with(data, &[])
+    }
+
+    /// [`CollectorProcess::start`] with more `lasthop collector` flags.
+    pub fn start_with(data: &Path, flags: &[&str]) -> CollectorProcess {
         let mut child = lasthop()
             .args([
                 "collector",
@@ -98,6 +103,7 @@ impl CollectorProcess {
                 "--api",
                 "127.0.0.1:0",
             ])
+            .args(flags)
             .arg("--data")
             .arg(data)
             .env("RUST_LOG", "warn")

@@ -12,8 +12,12 @@
 //! new span and throws it away. That is the least any recorder behind the
 //! `tracing` API pays per span, whatever it does with the fields after.
 //!
+//! With `--recorder`, spans go through a prototype recorder of lasthop's own
+//! (`recorder/mod.rs`) instead of tracing-opentelemetry and the SDK's tracer,
+//! to the same batch processor, encoder and sink.
+//!
 //! ```text
-//! cargo bench -p lasthop-broker --bench span_cost -- [--spans N] [--spool | --floor]
+//! cargo bench -p lasthop-broker --bench span_cost -- [--spans N] [--spool | --floor | --recorder]
 //! ```
 
 use std::time::Instant;
@@ -23,6 +27,7 @@ use lasthop_broker::trace_context;
 use lasthop_vocab::attr;
 
 mod common;
+mod recorder;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -56,12 +61,14 @@ fn main() {
     let mut spans = 200_000u64;
     let mut spool = false;
     let mut floor = false;
+    let mut prototype = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--spans" => spans = args.next().and_then(|v| v.parse().ok()).expect("--spans N"),
             "--spool" => spool = true,
             "--floor" => floor = true,
+            "--recorder" => prototype = true,
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -70,10 +77,14 @@ fn main() {
     runtime.block_on(async {
         let spool_dir = tempfile::tempdir().unwrap();
         let spool = spool.then(|| spool_dir.path());
+        let mut prototype_processor = None;
         let telemetry = if floor {
             use tracing_subscriber::layer::SubscriberExt;
             let subscriber = tracing_subscriber::registry().with(ReadFields);
             tracing::subscriber::set_global_default(subscriber).unwrap();
+            None
+        } else if prototype {
+            prototype_processor = Some(install_recorder().await);
             None
         } else {
             Some(common::traced_spooled("lasthop-span-cost", spool).await)
@@ -114,13 +125,25 @@ fn main() {
             if let Some(telemetry) = &telemetry {
                 tokio::task::block_in_place(|| telemetry.flush());
             }
+            if let Some(recorder) = &prototype_processor {
+                tokio::task::block_in_place(|| recorder.flush());
+            }
             let cpu = common::cpu_time().zip(cpu_before).map(|(after, before)| after - before);
             println!(
                 "{label:<46} {:>6.0} ns/span in the loop, {} ns/span of CPU in all ({})",
                 loop_time.as_nanos() as f64 / spans as f64,
                 cpu.map_or("?".to_owned(), |c| format!("{:.0}", c.as_nanos() as f64 / spans as f64)),
-                if floor { "fields read, nothing recorded" } else { "export included" },
+                if floor {
+                    "fields read, nothing recorded"
+                } else {
+                    "export included"
+                },
             );
+        }
+        if let Some(recorder) = prototype_processor {
+            let exported = recorder.exported.load(std::sync::atomic::Ordering::Relaxed);
+            println!("spans: {} ended, {exported} exported", 3 * spans);
+            assert_eq!(exported, 3 * spans, "no span dropped");
         }
         if let Some(telemetry) = telemetry {
             let report = tokio::task::spawn_blocking(move || telemetry.shutdown())
@@ -130,6 +153,17 @@ fn main() {
             assert_eq!(report.dropped + report.failed, 0, "no span dropped");
         }
     });
+}
+
+/// `--recorder`: the prototype recorder, exporting to a sink.
+async fn install_recorder() -> recorder::Recorder {
+    use tracing_subscriber::layer::SubscriberExt;
+    let sink = common::sink().await;
+    let recorder =
+        recorder::Recorder::start(format!("http://{sink}/v1/traces"), "lasthop-span-cost");
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(recorder.clone()))
+        .unwrap();
+    recorder
 }
 
 /// `--floor`: visits every field of every new span and of every later

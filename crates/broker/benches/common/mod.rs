@@ -41,7 +41,7 @@ pub async fn traced_spooled(service: &str, spool: Option<&std::path::Path>) -> T
 }
 
 /// An OTLP/HTTP endpoint that takes every request and keeps nothing.
-async fn sink() -> std::net::SocketAddr {
+pub async fn sink() -> std::net::SocketAddr {
     use axum::routing::post;
     let app = axum::Router::new().route(
         "/v1/traces",

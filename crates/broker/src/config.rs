@@ -163,6 +163,18 @@ impl BrokerConfig {
         format!("{}/{}", self.broker_name, self.broker_id)
     }
 
+    /// The `lasthop.broker` of the spans about this broker's own commit log
+    /// (`recover`, `flush`) while it has `role`: the broker name for a
+    /// master, the replica name for a slave. A slave's log is a copy at the
+    /// master's offsets but with epochs of its own; under the master's name a
+    /// slave that restarts behind would read as the master losing its tail.
+    pub fn log_owner(&self, role: BrokerRole) -> String {
+        match role {
+            BrokerRole::Slave => self.replica_name(),
+            _ => self.broker_name.clone(),
+        }
+    }
+
     /// The retry delays, level 1 first.
     pub fn delay_levels(&self) -> Result<Vec<Duration>, String> {
         let levels: Result<Vec<Duration>, String> = self

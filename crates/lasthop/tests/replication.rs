@@ -269,3 +269,87 @@ fn a_restarted_slave_catches_up() {
     slave.terminate();
     master.terminate();
 }
+
+#[test]
+fn a_slave_that_restarts_behind_its_master_is_not_read_as_the_master_losing_messages() {
+    let rt = support::runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = CollectorConfig::ephemeral(dir.path().join("collector"));
+    config.pipeline.commit_interval = Duration::from_millis(100);
+    let collector = rt.block_on(server::start(config)).unwrap();
+    let otlp = format!("http://{}", collector.grpc_addr);
+    let (mstore, sstore) = (dir.path().join("master"), dir.path().join("slave"));
+    let master = BrokerProcess::start(
+        &mstore,
+        &["--replication", "async", "--otlp", otlp.as_str()],
+    );
+    let maddr = master.addr.to_string();
+    let slave_args = [
+        "--role",
+        "slave",
+        "--master",
+        maddr.as_str(),
+        "--otlp",
+        otlp.as_str(),
+    ];
+    let slave = BrokerProcess::start(&sstore, &slave_args);
+    rt.block_on(send(&maddr, 0..5));
+    rt.block_on(wait_replication(&maddr, |put, acked| acked == Some(put)));
+    slave.kill9();
+    // Stored on the master while its slave is down: past the slave's log.
+    let behind = rt.block_on(send(&maddr, 5..10));
+    let slave = BrokerProcess::start(&sstore, &slave_args);
+
+    let pipeline = collector.pipeline().clone();
+    let spans = || pipeline.store().by_time_range(0, u64::MAX, 10_000).unwrap();
+    // The slave's restart, reported under its own name with its own epoch.
+    let slave_recover = support::eventually("the restarted slave's recover span", || {
+        spans()
+            .into_iter()
+            .find(|s| s.hop == Some(Hop::Recover) && s.epoch == Some(2))
+    });
+    assert_eq!(slave_recover.broker.as_deref(), Some("broker-a/1"));
+    assert!(
+        slave_recover.range_end.unwrap() <= behind[0].commitlog_offset,
+        "the slave came back behind the messages it missed"
+    );
+    assert!(
+        spans()
+            .iter()
+            .filter(|s| s.hop == Some(Hop::Recover) && s.broker.as_deref() == Some("broker-a"))
+            .all(|s| s.epoch == Some(1)),
+        "the master itself never restarted"
+    );
+    support::eventually("the store spans of the messages the slave missed", || {
+        behind
+            .iter()
+            .all(|r| {
+                let spans = pipeline.store().by_message_id(&r.msg_id).unwrap();
+                spans.iter().any(|s| s.hop == Some(Hop::Store))
+            })
+            .then_some(())
+    });
+    let options = lasthop_analyzer::Options {
+        grace_ns: 0,
+        ..Default::default()
+    };
+    for r in &behind {
+        let spans = pipeline
+            .store()
+            .with_context(pipeline.store().by_message_id(&r.msg_id).unwrap())
+            .unwrap();
+        let verdicts =
+            lasthop_analyzer::analyze(&lasthop_analyzer::Evidence::new(&spans), &options);
+        let judged = verdicts.iter().find(|m| m.message_id == r.msg_id).unwrap();
+        assert_eq!(
+            judged.verdicts[0].verdict,
+            lasthop_analyzer::Verdict::InFlight,
+            "the master still holds it: {:?}",
+            judged.verdicts
+        );
+    }
+    drop(pipeline);
+    slave.terminate();
+    master.terminate();
+    rt.block_on(collector.shutdown());
+}

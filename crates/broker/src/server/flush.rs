@@ -27,24 +27,34 @@ struct State {
 #[derive(Debug)]
 pub struct FlushService {
     state: Arc<(Mutex<State>, Condvar)>,
+    /// The `lasthop.broker` of its spans (`BrokerConfig::log_owner`).
+    owner: Arc<Mutex<String>>,
     flushed: watch::Receiver<u64>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl FlushService {
-    pub fn start(store: Arc<MessageStore>, broker: String, interval: Duration) -> FlushService {
+    pub fn start(store: Arc<MessageStore>, owner: String, interval: Duration) -> FlushService {
         let state = Arc::new((Mutex::new(State::default()), Condvar::new()));
+        let owner = Arc::new(Mutex::new(owner));
         let (tx, flushed) = watch::channel(store.flushed());
-        let thread_state = state.clone();
+        let (thread_state, thread_owner) = (state.clone(), owner.clone());
         let thread = std::thread::Builder::new()
             .name("lasthop-flush".into())
-            .spawn(move || flush_loop(&store, &broker, interval, &thread_state, &tx))
+            .spawn(move || flush_loop(&store, &thread_owner, interval, &thread_state, &tx))
             .expect("spawn flush thread");
         FlushService {
             state,
+            owner,
             flushed,
             thread: Mutex::new(Some(thread)),
         }
+    }
+
+    /// Names the log's owner in later `flush` spans (a promoted slave's
+    /// flushes are the master's from its new epoch on).
+    pub fn set_owner(&self, owner: String) {
+        *self.owner.lock().expect("flush owner lock") = owner;
     }
 
     /// Asks for everything below `offset` to be made durable now (sync flush).
@@ -88,7 +98,7 @@ impl Drop for FlushService {
 
 fn flush_loop(
     store: &MessageStore,
-    broker: &str,
+    owner: &Mutex<String>,
     interval: Duration,
     state: &(Mutex<State>, Condvar),
     flushed: &watch::Sender<u64>,
@@ -104,7 +114,8 @@ fn flush_loop(
             guard.stop
         };
         if store.end() > store.flushed() {
-            flush_once(store, broker, flushed);
+            let broker = owner.lock().expect("flush owner lock").clone();
+            flush_once(store, &broker, flushed);
         }
         if stop {
             return;

@@ -87,7 +87,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, BrokerError> {
         .await
         .expect("store open task")?;
     let store = Arc::new(store);
-    report_recovery(&config.broker_name, &store);
+    report_recovery(&config.log_owner(config.broker_role), &store);
     let transactions = transaction::Transactions::load(&store)?;
     let addr = config.listen_addr();
     let listener = TcpListener::bind(addr)
@@ -99,7 +99,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, BrokerError> {
     let (stop, stopping) = watch::channel(false);
     let flush = FlushService::start(
         store.clone(),
-        config.broker_name.clone(),
+        config.log_owner(config.broker_role),
         config.flush_interval(),
     );
     let broker = Arc::new(Broker {

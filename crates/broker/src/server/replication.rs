@@ -239,6 +239,10 @@ pub(crate) async fn promote(broker: &Broker, cause: &str) -> Response {
         Ok(epoch) => epoch,
         Err(e) => return error(ErrorCode::StoreError, e.to_string()),
     };
+    // From the new epoch on, its log is the master's.
+    broker
+        .flush
+        .set_owner(broker.config.log_owner(BrokerRole::AsyncMaster));
     let end = broker.store.end();
     let span = tracing::info_span!(
         "failover",

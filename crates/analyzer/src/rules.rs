@@ -405,6 +405,36 @@ fn broker_loss(
     if survived > loc.offset {
         return None;
     }
+    // Two lives under one name at one epoch (two brokers named alike, or a
+    // store wiped and started afresh): whose flushes and restarts these are
+    // cannot be told, so no hop is named.
+    let starts: BTreeSet<&str> = e
+        .ranges_of(loc.broker, Hop::Recover)
+        .filter(|s| s.epoch == Some(loc.epoch))
+        .map(|s| s.span_id.as_str())
+        .collect();
+    if starts.len() > 1 {
+        let text = format!(
+            "stored on {} at offset {} (epoch {}) at {}, and a restart of {} ended its log at {survived}; \
+             but {} brokers named {} started at epoch {} (or its store was wiped and started again), \
+             so whose flushes and restarts these are cannot be told: give each broker its own brokerName",
+            loc.broker,
+            loc.offset,
+            loc.epoch,
+            at(loc.time),
+            loc.broker,
+            starts.len(),
+            loc.broker,
+            loc.epoch
+        );
+        return Some(verdict(
+            group,
+            Verdict::IncompleteTrace,
+            None,
+            text,
+            &[loc.span, next],
+        ));
+    }
     let sent = f
         .sent_at
         .map_or_else(String::new, |t| format!("sent at {}, ", at(t)));

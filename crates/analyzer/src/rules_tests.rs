@@ -785,3 +785,45 @@ fn facts_from_a_store_match_facts_from_records() {
     }
     pipeline.shutdown();
 }
+
+#[test]
+fn two_brokers_started_under_one_name_and_epoch_name_no_hop() {
+    // Two processes both called broker-a started at epoch 1; one of them then
+    // lost power. Which one stored M1 cannot be told from the spans.
+    let spans = vec![
+        ok_send("M1", 0, 81_234),
+        store("M1", 1, 81_234, 7),
+        range(Hop::Recover, "broker-a", 1, 0, 0, 0)
+            .attr(attr::RECOVER_CAUSE, AttrValue::Str("clean".into()))
+            .s(),
+        B(SpanRecord {
+            span_id: "the-other-broker-a".into(),
+            ..range(Hop::Recover, "broker-a", 1, 0, 0, 0).s()
+        })
+        .s(),
+        range(Hop::Recover, "broker-a", 2, 0, 80_000, 10)
+            .attr(attr::RECOVER_CAUSE, AttrValue::Str("power_loss".into()))
+            .s(),
+    ];
+    let v = only(&judge_one(&spans, "M1")).clone();
+    assert_eq!(
+        (v.verdict, v.hop.as_deref()),
+        (Verdict::IncompleteTrace, None)
+    );
+    assert!(
+        v.explanation
+            .contains("2 brokers named broker-a started at epoch 1"),
+        "{}",
+        v.explanation
+    );
+    assert!(v.explanation.contains("brokerName"), "{}", v.explanation);
+
+    // The same recover span twice (a resent export) is one start: the loss stands.
+    let mut resent = spans.clone();
+    resent.retain(|s| s.span_id != "the-other-broker-a");
+    resent.push(resent[2].clone());
+    assert_eq!(
+        only(&judge_one(&resent, "M1")).verdict,
+        Verdict::LostAtFlush
+    );
+}

@@ -164,7 +164,7 @@ fn reached(e: &Evidence<'_>, f: &Facts<'_>, loc: Option<Location<'_>>) -> Vec<&'
                     .into_iter()
                     .flatten()
                     .any(|d| {
-                        d.epoch.is_none_or(|ep| ep == l.epoch)
+                        on_log(d, l)
                             && d.range_start.is_some_and(|s| s <= qo)
                             && d.range_end.is_some_and(|en| en > qo)
                     })
@@ -518,9 +518,9 @@ fn consumer_side(
     else {
         return waiting(e, f, loc, group, options, &stored);
     };
-    // Commits from the same broker epoch: after a recovery, queue offsets are reused.
-    let same_epoch =
-        |s: &&&SpanRecord| s.epoch.is_none_or(|ep| ep == loc.epoch) && s.start_ns >= loc.time;
+    // Commits on the same broker (a group's offsets are per broker and queue)
+    // and from the same epoch (after a recovery, queue offsets are reused).
+    let same_epoch = |s: &&&SpanRecord| on_log(s, loc) && s.start_ns >= loc.time;
     let settles = e.settles.get(&(g, topic, q)).map_or(&[][..], Vec::as_slice);
     let Some(past) = settles
         .iter()
@@ -555,14 +555,16 @@ fn consumer_side(
         v.cause = Some(Cause::FailedButAcked);
         return v;
     }
-    let deliveries = e
+    let deliveries: Vec<&SpanRecord> = e
         .deliveries
         .get(&(g, topic, q))
-        .map_or(&[][..], Vec::as_slice);
+        .into_iter()
+        .flatten()
+        .copied()
+        .filter(|d| on_log(d, loc))
+        .collect();
     let delivered = |d: &&&SpanRecord| {
-        d.epoch.is_none_or(|ep| ep == loc.epoch)
-            && d.range_start.is_some_and(|s| s <= qo)
-            && d.range_end.is_some_and(|en| en > qo)
+        d.range_start.is_some_and(|s| s <= qo) && d.range_end.is_some_and(|en| en > qo)
     };
     let received = f
         .of(Hop::Receive)
@@ -625,6 +627,12 @@ fn consumer_side(
             )
         }
     }
+}
+
+/// Whether a span about queue offsets (a commit, a delivery) speaks of the
+/// log `loc` is in: the same broker and epoch, where it names them.
+fn on_log(s: &SpanRecord, loc: Location<'_>) -> bool {
+    s.broker.as_deref().is_none_or(|b| b == loc.broker) && s.epoch.is_none_or(|ep| ep == loc.epoch)
 }
 
 /// Stored, not consumed, offset not past it: backlog, or not enough evidence to say more.

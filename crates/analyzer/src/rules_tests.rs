@@ -366,6 +366,46 @@ fn a_consumer_that_skipped_ahead_skipped_it() {
 }
 
 #[test]
+fn offsets_on_another_broker_do_not_count() {
+    // Topic order_paid has queue 0 on broker-a and on broker-b; the group's
+    // offsets are per broker. broker-b's queue 0 went to 10 while M1 waits
+    // on broker-a's queue 0 at 3.
+    let on_b = |mut s: SpanRecord| {
+        s.broker = Some("broker-b".into());
+        s
+    };
+    let mut delivered_on_b = range(Hop::Receive, "broker-b", 1, 0, 10, 2)
+        .group("red-packet")
+        .s();
+    delivered_on_b.topic = Some("order_paid".into());
+    delivered_on_b.queue_id = Some(0);
+    let spans = vec![
+        ok_send("M1", 0, 0),
+        store("M1", 1, 0, 3),
+        delivered_on_b.clone(),
+        on_b(settle("red-packet", 10, 1, 4)),
+    ];
+    let v = only(&judge_one(&spans, "M1")).clone();
+    assert_eq!(v.verdict, Verdict::InFlight, "{}", v.explanation);
+
+    // The same commit on broker-a: past the message, never delivered there.
+    let mut delivered_on_a = delivered_on_b;
+    delivered_on_a.broker = Some("broker-a".into());
+    delivered_on_a.range_end = Some(3);
+    let spans = vec![
+        ok_send("M1", 0, 0),
+        store("M1", 1, 0, 3),
+        delivered_on_a,
+        settle("red-packet", 10, 1, 4),
+    ];
+    let v = only(&judge_one(&spans, "M1")).clone();
+    assert_eq!(
+        (v.verdict, v.cause),
+        (Verdict::LostAtConsumer, Some(Cause::Skipped))
+    );
+}
+
+#[test]
 fn offsets_of_another_epoch_do_not_count() {
     // After a restart the queue offsets are reused: a commit in epoch 2 says nothing of epoch 1's message.
     let spans = vec![

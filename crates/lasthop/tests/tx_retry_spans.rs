@@ -197,6 +197,25 @@ fn transaction_and_retry_spans_join_the_message_trace() {
             first_processed.end_ns
         );
 
+        // The consumer's own offset commits ("order_paid settle"; the
+        // broker's are "settle") name the broker and epoch they were made on:
+        // a group's offsets are per broker and queue.
+        let client_settles = || {
+            let spans = pipeline.store().by_time_range(0, u64::MAX, 10_000).unwrap();
+            let settles: Vec<SpanRecord> = spans
+                .into_iter()
+                .filter(|s| s.hop == Some(Hop::Settle) && s.name == "order_paid settle")
+                .collect();
+            (!settles.is_empty()).then_some(settles)
+        };
+        let settles = eventually("the consumer's settle spans", client_settles).await;
+        assert!(
+            settles
+                .iter()
+                .all(|s| s.broker.as_deref() == Some("broker-a") && s.epoch == Some(1)),
+            "{settles:?}"
+        );
+
         drop(pipeline);
         drop(producer);
         broker.shutdown().await.unwrap();

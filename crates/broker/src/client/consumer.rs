@@ -112,8 +112,18 @@ pub async fn run(
     }
 }
 
-/// A connection and the topic's queue count.
-type Session = (Arc<Connection>, u32);
+/// A connection and what the broker said of itself and the topic.
+type Session = (Arc<Connection>, Routed);
+
+/// The broker's answer to `Route`.
+#[derive(Debug)]
+struct Routed {
+    queues: u32,
+    /// The broker's name and epoch, for this session's `settle` spans: a
+    /// group's offsets are per broker, and queue offsets restart with an epoch.
+    broker: String,
+    epoch: u64,
+}
 
 async fn connect(config: &ConsumerConfig) -> Result<Session, ClientError> {
     let connection = Arc::new(Connection::connect(&config.broker, config.timeout).await?);
@@ -121,7 +131,18 @@ async fn connect(config: &ConsumerConfig) -> Result<Session, ClientError> {
         topic: config.topic.clone(),
     };
     match connection.request(&route, config.timeout).await? {
-        Response::Route { queues, .. } => Ok((connection, queues)),
+        Response::Route {
+            queues,
+            broker,
+            epoch,
+        } => Ok((
+            connection,
+            Routed {
+                queues,
+                broker,
+                epoch,
+            },
+        )),
         other => Err(ClientError::Refused(format!("unexpected answer {other:?}"))),
     }
 }
@@ -148,20 +169,22 @@ async fn reconnect(config: &ConsumerConfig, stop: &mut watch::Receiver<bool>) ->
 /// until `stop`; the first error ends the session for every queue.
 async fn consume_session(
     config: &Arc<ConsumerConfig>,
-    (connection, queues): Session,
+    (connection, routed): Session,
     handler: &Handler,
     stop: &watch::Receiver<bool>,
     processed: &Arc<AtomicU64>,
 ) -> Option<ClientError> {
     let mut tasks = tokio::task::JoinSet::new();
     let retry = crate::server::retry::retry_topic(&config.group);
-    let subscriptions = (0..queues)
+    let routed = Arc::new(routed);
+    let subscriptions = (0..routed.queues)
         .map(|q| (config.topic.clone(), q))
         .chain([(retry, 0)]);
     for (topic, queue_id) in subscriptions {
-        let (config, connection, handler, stop, processed) = (
+        let (config, connection, routed, handler, stop, processed) = (
             config.clone(),
             connection.clone(),
+            routed.clone(),
             handler.clone(),
             stop.clone(),
             processed.clone(),
@@ -169,7 +192,7 @@ async fn consume_session(
         tasks.spawn(async move {
             consume_queue(
                 &config,
-                &connection,
+                (&connection, &routed),
                 &handler,
                 &topic,
                 queue_id,
@@ -197,7 +220,7 @@ async fn consume_session(
 
 async fn consume_queue(
     config: &ConsumerConfig,
-    connection: &Connection,
+    (connection, routed): (&Connection, &Routed),
     handler: &Handler,
     topic: &str,
     queue_id: u32,
@@ -258,7 +281,7 @@ async fn consume_queue(
             trace_context::set_keys(&receive, &message.keys);
         }
         if config.ack == AckMode::OnReceive {
-            commit(config, connection, topic, queue_id, next_offset).await?;
+            commit(config, (connection, routed), topic, queue_id, next_offset).await?;
         }
         let mut done_to = offset;
         for message in &messages {
@@ -279,7 +302,7 @@ async fn consume_queue(
             }
         }
         if config.ack == AckMode::AfterProcess && done_to > offset {
-            commit(config, connection, topic, queue_id, done_to).await?;
+            commit(config, (connection, routed), topic, queue_id, done_to).await?;
         }
         if done_to < next_offset && config.ack == AckMode::AfterProcess {
             tokio::time::sleep(config.retry_delay).await;
@@ -352,7 +375,7 @@ async fn send_back(
 
 async fn commit(
     config: &ConsumerConfig,
-    connection: &Connection,
+    (connection, routed): (&Connection, &Routed),
     topic: &str,
     queue_id: u32,
     next_offset: u64,
@@ -362,6 +385,8 @@ async fn commit(
         "otel.name" = format!("{topic} settle"),
         { attr::HOP } = "settle",
         { attr::MESSAGING_OPERATION_TYPE } = "settle",
+        { attr::BROKER } = routed.broker.as_str(),
+        { attr::BROKER_EPOCH } = int(routed.epoch),
         { attr::MESSAGING_CONSUMER_GROUP_NAME } = config.group.as_str(),
         { attr::MESSAGING_DESTINATION_NAME } = topic,
         { attr::MESSAGING_DESTINATION_PARTITION_ID } = int(queue_id),

@@ -119,10 +119,11 @@ type Session = (Arc<Connection>, Routed);
 #[derive(Debug)]
 struct Routed {
     queues: u32,
-    /// The broker's name and epoch, for this session's `settle` spans: a
-    /// group's offsets are per broker, and queue offsets restart with an epoch.
+    /// The broker's name, for this session's `settle` spans: a group's
+    /// offsets are per broker and queue. (No epoch: a commit in a later epoch
+    /// still passes the messages that survived into it, and the broker's own
+    /// `settle` span carries the epoch.)
     broker: String,
-    epoch: u64,
 }
 
 async fn connect(config: &ConsumerConfig) -> Result<Session, ClientError> {
@@ -131,18 +132,7 @@ async fn connect(config: &ConsumerConfig) -> Result<Session, ClientError> {
         topic: config.topic.clone(),
     };
     match connection.request(&route, config.timeout).await? {
-        Response::Route {
-            queues,
-            broker,
-            epoch,
-        } => Ok((
-            connection,
-            Routed {
-                queues,
-                broker,
-                epoch,
-            },
-        )),
+        Response::Route { queues, broker, .. } => Ok((connection, Routed { queues, broker })),
         other => Err(ClientError::Refused(format!("unexpected answer {other:?}"))),
     }
 }
@@ -386,7 +376,6 @@ async fn commit(
         { attr::HOP } = "settle",
         { attr::MESSAGING_OPERATION_TYPE } = "settle",
         { attr::BROKER } = routed.broker.as_str(),
-        { attr::BROKER_EPOCH } = int(routed.epoch),
         { attr::MESSAGING_CONSUMER_GROUP_NAME } = config.group.as_str(),
         { attr::MESSAGING_DESTINATION_NAME } = topic,
         { attr::MESSAGING_DESTINATION_PARTITION_ID } = int(queue_id),

@@ -69,6 +69,12 @@ impl<'a> Evidence<'a> {
         }
         for spans in e.by_message.values_mut() {
             spans.sort_by_key(|s| (s.start_ns, s.span_id.as_str()));
+            // OTLP delivery is at least once: an exporter that resends a
+            // request the collector had acknowledged (a lost response, a span
+            // spool replayed after a crash) stores the same span twice. One
+            // span is one attempt, one delivery, one processing; only a
+            // record identical to the one before it is dropped.
+            spans.dedup_by(|a, b| a.span_id == b.span_id && a == b);
         }
         for p in spans
             .into_iter()

@@ -867,3 +867,24 @@ fn two_brokers_started_under_one_name_and_epoch_name_no_hop() {
         Verdict::LostAtFlush
     );
 }
+
+#[test]
+fn a_span_stored_twice_counts_once() {
+    // An exporter resent a request the collector had already acknowledged.
+    let process = span("M1", Hop::Process, 5).group("red-packet").s();
+    let spans = vec![
+        ok_send("M1", 0, 0),
+        store("M1", 1, 0, 0),
+        process.clone(),
+        process,
+    ];
+    let m = judge_one(&spans, "M1");
+    assert_eq!(m.process_count, 1, "not a duplicate processing");
+    assert_eq!(only(&m).verdict, Verdict::Delivered);
+    // A second processing is a different span: a real duplicate.
+    let mut again = span("M1", Hop::Process, 9).group("red-packet").s();
+    again.span_id = "second-processing".into();
+    let mut spans = spans;
+    spans.push(again);
+    assert_eq!(judge_one(&spans, "M1").process_count, 2);
+}

@@ -98,6 +98,16 @@ fn settle(group: &str, next: u64, epoch: u64, t: u64) -> SpanRecord {
     s
 }
 
+/// The broker's delivery to red-packet of queue 0's offsets `start..end` (epoch 1).
+fn delivery(broker: &str, start: u64, end: u64, t: u64) -> SpanRecord {
+    let mut d = range(Hop::Receive, broker, 1, start, end, t)
+        .group("red-packet")
+        .s();
+    d.topic = Some("order_paid".into());
+    d.queue_id = Some(0);
+    d
+}
+
 fn opts() -> Options {
     Options {
         grace_ns: 30 * S,
@@ -341,21 +351,11 @@ fn a_swallowed_exception_followed_by_an_ack_is_failed_but_acked() {
 #[test]
 fn a_consumer_that_skipped_ahead_skipped_it() {
     // The broker delivered offsets 0..3 and 4..10, never 3; the group committed 10.
-    let mut d1 = range(Hop::Receive, "broker-a", 1, 0, 3, 2)
-        .group("red-packet")
-        .s();
-    let mut d2 = range(Hop::Receive, "broker-a", 1, 4, 10, 3)
-        .group("red-packet")
-        .s();
-    for d in [&mut d1, &mut d2] {
-        d.topic = Some("order_paid".into());
-        d.queue_id = Some(0);
-    }
     let spans = vec![
         ok_send("M1", 0, 0),
         store("M1", 1, 0, 3),
-        d1,
-        d2,
+        delivery("broker-a", 0, 3, 2),
+        delivery("broker-a", 4, 10, 3),
         settle("red-packet", 10, 1, 4),
     ];
     let v = only(&judge_one(&spans, "M1")).clone();
@@ -370,32 +370,22 @@ fn offsets_on_another_broker_do_not_count() {
     // Topic order_paid has queue 0 on broker-a and on broker-b; the group's
     // offsets are per broker. broker-b's queue 0 went to 10 while M1 waits
     // on broker-a's queue 0 at 3.
-    let on_b = |mut s: SpanRecord| {
-        s.broker = Some("broker-b".into());
-        s
-    };
-    let mut delivered_on_b = range(Hop::Receive, "broker-b", 1, 0, 10, 2)
-        .group("red-packet")
-        .s();
-    delivered_on_b.topic = Some("order_paid".into());
-    delivered_on_b.queue_id = Some(0);
+    let mut settled_on_b = settle("red-packet", 10, 1, 4);
+    settled_on_b.broker = Some("broker-b".into());
     let spans = vec![
         ok_send("M1", 0, 0),
         store("M1", 1, 0, 3),
-        delivered_on_b.clone(),
-        on_b(settle("red-packet", 10, 1, 4)),
+        delivery("broker-b", 0, 10, 2),
+        settled_on_b,
     ];
     let v = only(&judge_one(&spans, "M1")).clone();
     assert_eq!(v.verdict, Verdict::InFlight, "{}", v.explanation);
 
     // The same commit on broker-a: past the message, never delivered there.
-    let mut delivered_on_a = delivered_on_b;
-    delivered_on_a.broker = Some("broker-a".into());
-    delivered_on_a.range_end = Some(3);
     let spans = vec![
         ok_send("M1", 0, 0),
         store("M1", 1, 0, 3),
-        delivered_on_a,
+        delivery("broker-a", 0, 3, 2),
         settle("red-packet", 10, 1, 4),
     ];
     let v = only(&judge_one(&spans, "M1")).clone();

@@ -77,6 +77,23 @@ fn signal(pid: u32, sig: &str) {
     );
 }
 
+/// A collector in this process and an ASYNC_MASTER (store `dir/master`)
+/// exporting its spans to it; returns the collector, its OTLP URL and the master.
+fn traced_async_master(
+    rt: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+) -> (server::RunningCollector, String, BrokerProcess) {
+    let mut config = CollectorConfig::ephemeral(dir.join("collector"));
+    config.pipeline.commit_interval = Duration::from_millis(100);
+    let collector = rt.block_on(server::start(config)).unwrap();
+    let otlp = format!("http://{}", collector.grpc_addr);
+    let master = BrokerProcess::start(
+        &dir.join("master"),
+        &["--replication", "async", "--otlp", otlp.as_str()],
+    );
+    (collector, otlp, master)
+}
+
 fn disk_lost(master: BrokerProcess, store: &std::path::Path) {
     master.kill9();
     std::fs::remove_dir_all(store).unwrap();
@@ -133,15 +150,8 @@ fn sync_master_loses_no_acknowledged_message_when_its_disk_is_lost() {
 fn async_master_loses_only_what_the_slave_had_not_acked_and_failover_says_so() {
     let rt = support::runtime();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = CollectorConfig::ephemeral(dir.path().join("collector"));
-    config.pipeline.commit_interval = Duration::from_millis(100);
-    let collector = rt.block_on(server::start(config)).unwrap();
-    let otlp = format!("http://{}", collector.grpc_addr);
+    let (collector, otlp, master) = traced_async_master(&rt, dir.path());
     let (mstore, sstore) = (dir.path().join("master"), dir.path().join("slave"));
-    let master = BrokerProcess::start(
-        &mstore,
-        &["--replication", "async", "--otlp", otlp.as_str()],
-    );
     let maddr = master.addr.to_string();
     let slave = BrokerProcess::start(
         &sstore,
@@ -274,15 +284,8 @@ fn a_restarted_slave_catches_up() {
 fn a_slave_that_restarts_behind_its_master_is_not_read_as_the_master_losing_messages() {
     let rt = support::runtime();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = CollectorConfig::ephemeral(dir.path().join("collector"));
-    config.pipeline.commit_interval = Duration::from_millis(100);
-    let collector = rt.block_on(server::start(config)).unwrap();
-    let otlp = format!("http://{}", collector.grpc_addr);
-    let (mstore, sstore) = (dir.path().join("master"), dir.path().join("slave"));
-    let master = BrokerProcess::start(
-        &mstore,
-        &["--replication", "async", "--otlp", otlp.as_str()],
-    );
+    let (collector, otlp, master) = traced_async_master(&rt, dir.path());
+    let sstore = dir.path().join("slave");
     let maddr = master.addr.to_string();
     let slave_args = [
         "--role",

@@ -30,13 +30,58 @@ impl Injector for PropsMut<'_> {
 
 /// Makes `span` a child of the trace named in `properties`, if any.
 pub fn join(span: &tracing::Span, properties: &[(String, String)]) {
-    let cx = TraceContextPropagator::new().extract(&Props(properties));
-    if opentelemetry::trace::TraceContextExt::span(&cx)
-        .span_context()
-        .is_valid()
-    {
+    if let Some(cx) = extract(properties) {
         let _ = span.set_parent(cx);
     }
+}
+
+/// The trace named in `properties`, if any and valid.
+fn extract(properties: &[(String, String)]) -> Option<opentelemetry::Context> {
+    let cx = TraceContextPropagator::new().extract(&Props(properties));
+    opentelemetry::trace::TraceContextExt::span(&cx)
+        .span_context()
+        .is_valid()
+        .then_some(cx)
+}
+
+/// A message's trace context and keys, read once for the several spans of
+/// it one process records (the consumer's `receive` and `process`).
+#[derive(Debug, Clone)]
+pub struct MessageContext {
+    parent: Option<opentelemetry::Context>,
+    keys: Option<opentelemetry::Value>,
+}
+
+impl MessageContext {
+    pub fn of(properties: &[(String, String)], keys: &[String]) -> MessageContext {
+        MessageContext {
+            parent: extract(properties),
+            keys: (!keys.is_empty()).then(|| keys_value(keys)),
+        }
+    }
+
+    /// [`join`] and [`set_keys`] from what was read.
+    pub fn apply(&self, span: &tracing::Span) {
+        if let Some(cx) = &self.parent {
+            let _ = span.set_parent(cx.clone());
+        }
+        if let Some(keys) = &self.keys {
+            span.set_attribute(
+                lasthop_vocab::attr::MESSAGING_ROCKETMQ_MESSAGE_KEYS,
+                keys.clone(),
+            );
+        }
+    }
+}
+
+/// Keys as the string array the conventions define; shared strings, so a
+/// copy for a second span is a few reference counts.
+fn keys_value(keys: &[String]) -> opentelemetry::Value {
+    let values = keys
+        .iter()
+        .map(|k| std::sync::Arc::<str>::from(k.as_str()).into())
+        .collect();
+    opentelemetry::Value::Array(opentelemetry::Array::String(values))
 }
 
 /// Writes `span`'s context into `properties` as `traceparent`.
@@ -47,11 +92,9 @@ pub fn inject(span: &tracing::Span, properties: &mut Vec<(String, String)>) {
 /// Records business keys as the string-array attribute the conventions define.
 pub fn set_keys(span: &tracing::Span, keys: &[String]) {
     if !keys.is_empty() {
-        let values: Vec<opentelemetry::StringValue> =
-            keys.iter().map(|k| k.clone().into()).collect();
         span.set_attribute(
             lasthop_vocab::attr::MESSAGING_ROCKETMQ_MESSAGE_KEYS,
-            opentelemetry::Value::Array(opentelemetry::Array::String(values)),
+            keys_value(keys),
         );
     }
 }

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use super::connection::{ClientError, Connection};
 use crate::protocol::{Request, Response, WireMessage};
-use crate::trace_context;
+use crate::trace_context::MessageContext;
 
 /// When offsets are committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,18 +264,26 @@ async fn consume_queue(
             continue;
         }
         // The client's `receive` is when the batch arrived, not when the
-        // handler gets to each message.
-        for message in &messages {
-            let receive = message_span(config, message, "receive");
-            trace_context::join(&receive, &message.properties);
-            trace_context::set_keys(&receive, &message.keys);
-        }
+        // handler gets to each message. Each message's trace context and keys
+        // are read once, for its `receive` and its `process` (not at all
+        // when nothing is traced).
+        let contexts: Vec<Option<MessageContext>> = messages
+            .iter()
+            .map(|message| {
+                let receive = message_span(config, message, "receive");
+                (!receive.is_disabled()).then(|| {
+                    let cx = MessageContext::of(&message.properties, &message.keys);
+                    cx.apply(&receive);
+                    cx
+                })
+            })
+            .collect();
         if config.ack == AckMode::OnReceive {
             commit(config, (connection, routed), topic, queue_id, next_offset).await?;
         }
         let mut done_to = offset;
-        for message in &messages {
-            match process(config, handler, message) {
+        for (message, cx) in messages.iter().zip(&contexts) {
+            match process(config, handler, message, cx.as_ref()) {
                 ProcessOutcome::Ok => {
                     processed.fetch_add(1, Ordering::Relaxed);
                     done_to = message.queue_offset + 1;
@@ -335,10 +343,16 @@ fn message_span(
     )
 }
 
-fn process(config: &ConsumerConfig, handler: &Handler, message: &WireMessage) -> ProcessOutcome {
+fn process(
+    config: &ConsumerConfig,
+    handler: &Handler,
+    message: &WireMessage,
+    cx: Option<&MessageContext>,
+) -> ProcessOutcome {
     let span = message_span(config, message, "process");
-    trace_context::join(&span, &message.properties);
-    trace_context::set_keys(&span, &message.keys);
+    if let Some(cx) = cx {
+        cx.apply(&span);
+    }
     let outcome = span.in_scope(|| handler(message));
     if let ProcessOutcome::Failed(error_type) = &outcome {
         span.record("otel.status_code", "ERROR");

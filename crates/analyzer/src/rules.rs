@@ -520,11 +520,11 @@ fn consumer_side(
     };
     // Commits on the same broker (a group's offsets are per broker and queue)
     // and from the same epoch (after a recovery, queue offsets are reused).
-    let same_epoch = |s: &&&SpanRecord| on_log(s, loc) && s.start_ns >= loc.time;
+    let same_log_since = |s: &&&SpanRecord| on_log(s, loc) && s.start_ns >= loc.time;
     let settles = e.settles.get(&(g, topic, q)).map_or(&[][..], Vec::as_slice);
     let Some(past) = settles
         .iter()
-        .filter(same_epoch)
+        .filter(same_log_since)
         .filter(|s| s.queue_offset.is_some_and(|n| n > qo))
         .min_by_key(|s| s.start_ns)
     else {
@@ -574,7 +574,7 @@ fn consumer_side(
     // consumer says it committed on receipt, and the group went on processing
     // after that commit (a missing span alone proves nothing).
     let went_on = e.last_processing.get(&(g, topic)).copied();
-    let on_receive = settles.iter().filter(same_epoch).find(|s| {
+    let on_receive = settles.iter().filter(same_log_since).find(|s| {
         s.queue_offset.is_some_and(|n| n > qo)
             && s.attr(attr::SETTLE_ON_RECEIVE).and_then(|v| v.as_bool()) == Some(true)
             && went_on.is_some_and(|t| t > s.start_ns)

@@ -77,14 +77,14 @@ fn main() {
     runtime.block_on(async {
         let spool_dir = tempfile::tempdir().unwrap();
         let spool = spool.then(|| spool_dir.path());
-        let mut prototype_processor = None;
+        let mut recorder = None;
         let telemetry = if floor {
             use tracing_subscriber::layer::SubscriberExt;
             let subscriber = tracing_subscriber::registry().with(ReadFields);
             tracing::subscriber::set_global_default(subscriber).unwrap();
             None
         } else if prototype {
-            prototype_processor = Some(install_recorder().await);
+            recorder = Some(install_recorder().await);
             None
         } else {
             Some(common::traced_spooled("lasthop-span-cost", spool).await)
@@ -125,7 +125,7 @@ fn main() {
             if let Some(telemetry) = &telemetry {
                 tokio::task::block_in_place(|| telemetry.flush());
             }
-            if let Some(recorder) = &prototype_processor {
+            if let Some(recorder) = &recorder {
                 tokio::task::block_in_place(|| recorder.flush());
             }
             let cpu = common::cpu_time().zip(cpu_before).map(|(after, before)| after - before);
@@ -140,7 +140,7 @@ fn main() {
                 },
             );
         }
-        if let Some(recorder) = prototype_processor {
+        if let Some(recorder) = recorder {
             let exported = recorder.exported.load(std::sync::atomic::Ordering::Relaxed);
             println!("spans: {} ended, {exported} exported", 3 * spans);
             assert_eq!(exported, 3 * spans, "no span dropped");

@@ -94,6 +94,11 @@ fn traced_async_master(
     (collector, otlp, master)
 }
 
+/// The flags of a slave of `master` exporting its spans to `otlp`.
+fn traced_slave<'a>(master: &'a str, otlp: &'a str) -> [&'a str; 6] {
+    ["--role", "slave", "--master", master, "--otlp", otlp]
+}
+
 fn disk_lost(master: BrokerProcess, store: &std::path::Path) {
     master.kill9();
     std::fs::remove_dir_all(store).unwrap();
@@ -153,17 +158,7 @@ fn async_master_loses_only_what_the_slave_had_not_acked_and_failover_says_so() {
     let (collector, otlp, master) = traced_async_master(&rt, dir.path());
     let (mstore, sstore) = (dir.path().join("master"), dir.path().join("slave"));
     let maddr = master.addr.to_string();
-    let slave = BrokerProcess::start(
-        &sstore,
-        &[
-            "--role",
-            "slave",
-            "--master",
-            maddr.as_str(),
-            "--otlp",
-            otlp.as_str(),
-        ],
-    );
+    let slave = BrokerProcess::start(&sstore, &traced_slave(&maddr, &otlp));
     let saddr = slave.addr.to_string();
 
     let replicated = rt.block_on(send(&maddr, 0..10));
@@ -287,14 +282,7 @@ fn a_slave_that_restarts_behind_its_master_is_not_read_as_the_master_losing_mess
     let (collector, otlp, master) = traced_async_master(&rt, dir.path());
     let sstore = dir.path().join("slave");
     let maddr = master.addr.to_string();
-    let slave_args = [
-        "--role",
-        "slave",
-        "--master",
-        maddr.as_str(),
-        "--otlp",
-        otlp.as_str(),
-    ];
+    let slave_args = traced_slave(&maddr, &otlp);
     let slave = BrokerProcess::start(&sstore, &slave_args);
     rt.block_on(send(&maddr, 0..5));
     rt.block_on(wait_replication(&maddr, |put, acked| acked == Some(put)));

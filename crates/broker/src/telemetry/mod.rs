@@ -36,7 +36,8 @@ mod otlp_encode;
 mod otlp_export;
 mod spool;
 
-pub use otlp_export::{GRPC_EXPORT, OtlpExporter, Protocol, RawCodec};
+use otlp_export::OtlpExporter;
+pub use otlp_export::{GRPC_EXPORT, Protocol, RawCodec};
 use spool::Spool;
 
 /// An unsigned number as the `i64` an OpenTelemetry integer attribute holds.

@@ -64,7 +64,7 @@ enum Transport {
 
 /// Exports batches of spans to one OTLP endpoint.
 #[derive(Debug)]
-pub struct OtlpExporter {
+pub(super) struct OtlpExporter {
     transport: Transport,
     headers: Vec<(String, String)>,
     gzip: bool,
@@ -77,7 +77,7 @@ impl OtlpExporter {
     /// An exporter to `endpoint` (for HTTP, `/v1/traces` is appended unless
     /// present). Must run inside a tokio runtime: the gRPC channel's
     /// connection lives on it.
-    pub fn new(endpoint: &str, protocol: Protocol) -> Result<OtlpExporter, String> {
+    pub(super) fn new(endpoint: &str, protocol: Protocol) -> Result<OtlpExporter, String> {
         let timeout = match env("TIMEOUT") {
             None => Duration::from_secs(10),
             Some(ms) => Duration::from_millis(ms.trim().parse().map_err(|_| {

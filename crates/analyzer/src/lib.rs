@@ -6,17 +6,22 @@
 //! evidence says where (failed send attempts, a recovery that ended below it,
 //! an offset commit past it). Otherwise the verdict is `in_flight` or
 //! `incomplete_trace`, which names what is missing.
+//!
+//! [`judge_window`] and [`judge_spans`] judge a whole window (the store's, in
+//! bounded memory, or spans in memory) into a loss report; the report
+//! command, and anything else that judges a window, calls them.
 
 pub mod columnar;
 mod evidence;
 mod explain;
 pub mod facts;
+pub mod judge;
 mod model;
-pub mod readers;
 pub mod report;
 mod report_html;
 mod rules;
 
 pub use evidence::{Evidence, Globals};
+pub use judge::{JudgeError, JudgeOptions, Progress, judge_spans, judge_window};
 pub use model::{Cause, GroupVerdict, MessageVerdicts, Options, Verdict};
 pub use rules::analyze;

@@ -2,42 +2,60 @@
 
 use serde::Serialize;
 
-/// The verdict names of DESIGN section 5; tools and users match on them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Delivered,
-    InFlight,
-    NeverSent,
-    LostAtSend,
-    LostAtFlush,
-    LostAtReplication,
-    LostAtConsumer,
-    LostInTransit,
-    DeadLettered,
-    RolledBack,
-    HalfPending,
-    IncompleteTrace,
+/// Defines [`Verdict`] from one list: each variant with its name, so that
+/// the enum, [`Verdict::ALL`] and [`Verdict::as_str`] cannot disagree (a
+/// verdict added to the list is in all three; one left out is in none).
+macro_rules! verdicts {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal, )+) => {
+        /// The verdict names of DESIGN section 5; tools and users match on them.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum Verdict {
+            $( $(#[$doc])* $variant, )+
+        }
+
+        impl Verdict {
+            /// Every verdict, in DESIGN's order (reports list them all, zeros too).
+            pub const ALL: &'static [Verdict] = &[ $( Verdict::$variant, )+ ];
+
+            /// The verdict's name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( Verdict::$variant => $name, )+
+                }
+            }
+        }
+    };
+}
+
+verdicts! {
+    /// A process span of the group succeeded.
+    Delivered = "delivered",
+    /// Durable on the broker, not yet consumed: backlog, not loss.
+    InFlight = "in_flight",
+    /// An intent exists, no send attempt does.
+    NeverSent = "never_sent",
+    /// Every send attempt failed and the broker never stored it.
+    LostAtSend = "lost_at_send",
+    /// Its broker restarted below it and no flush covered it.
+    LostAtFlush = "lost_at_flush",
+    /// Its master's data was lost or a replica took over below it, unacked.
+    LostAtReplication = "lost_at_replication",
+    /// The group committed past it and no processing of it succeeded.
+    LostAtConsumer = "lost_at_consumer",
+    /// Accepted, never received, and the evidence to name the hop is missing.
+    LostInTransit = "lost_in_transit",
+    /// Moved to the dead-letter queue after its retries.
+    DeadLettered = "dead_lettered",
+    /// A transactional message rolled back (intended, not a loss).
+    RolledBack = "rolled_back",
+    /// A half message neither committed nor rolled back yet.
+    HalfPending = "half_pending",
+    /// The spans needed to decide are missing.
+    IncompleteTrace = "incomplete_trace",
 }
 
 impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Delivered => "delivered",
-            Verdict::InFlight => "in_flight",
-            Verdict::NeverSent => "never_sent",
-            Verdict::LostAtSend => "lost_at_send",
-            Verdict::LostAtFlush => "lost_at_flush",
-            Verdict::LostAtReplication => "lost_at_replication",
-            Verdict::LostAtConsumer => "lost_at_consumer",
-            Verdict::LostInTransit => "lost_in_transit",
-            Verdict::DeadLettered => "dead_lettered",
-            Verdict::RolledBack => "rolled_back",
-            Verdict::HalfPending => "half_pending",
-            Verdict::IncompleteTrace => "incomplete_trace",
-        }
-    }
-
     /// Whether the message was lost (as opposed to delivered, pending or intended).
     pub fn is_lost(self) -> bool {
         matches!(
@@ -115,5 +133,22 @@ impl Default for Options {
             now_ns: now,
             groups: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Verdict;
+
+    #[test]
+    fn every_verdict_is_listed_once_and_serializes_as_its_name() {
+        let mut names: Vec<&str> = Verdict::ALL.iter().map(|v| v.as_str()).collect();
+        for v in Verdict::ALL {
+            let json = serde_json::to_string(v).unwrap();
+            assert_eq!(json, format!("\"{}\"", v.as_str()));
+        }
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Verdict::ALL.len());
     }
 }

@@ -13,22 +13,6 @@ use polars::prelude::PolarsResult;
 use crate::columnar::VerdictCounts;
 use crate::model::{MessageVerdicts, Verdict};
 
-/// Every verdict name, so that `by_verdict` always lists them all.
-const ALL: [Verdict; 12] = [
-    Verdict::Delivered,
-    Verdict::InFlight,
-    Verdict::NeverSent,
-    Verdict::LostAtSend,
-    Verdict::LostAtFlush,
-    Verdict::LostAtReplication,
-    Verdict::LostAtConsumer,
-    Verdict::LostInTransit,
-    Verdict::DeadLettered,
-    Verdict::RolledBack,
-    Verdict::HalfPending,
-    Verdict::IncompleteTrace,
-];
-
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Window {
     pub since: Option<String>,
@@ -114,7 +98,10 @@ impl ReportBuilder {
         ReportBuilder {
             messages: 0,
             counts: VerdictCounts {
-                by_verdict: ALL.iter().map(|v| (v.as_str().to_owned(), 0)).collect(),
+                by_verdict: Verdict::ALL
+                    .iter()
+                    .map(|v| (v.as_str().to_owned(), 0))
+                    .collect(),
                 ..VerdictCounts::default()
             },
             funnel: [0; FUNNEL.len()],

@@ -22,8 +22,8 @@
 
 use std::time::Instant;
 
-use lasthop_broker::telemetry::int;
 use lasthop_broker::trace_context;
+use lasthop_telemetry::int;
 use lasthop_vocab::attr;
 
 mod common;

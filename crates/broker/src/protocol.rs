@@ -14,6 +14,39 @@ const HEAD: usize = 1 + 1 + 8;
 pub const KIND_REQUEST: u8 = 0;
 pub const KIND_RESPONSE: u8 = 1;
 
+/// Where the broker keeps messages consumers do not pull directly: delayed
+/// retries, one queue per delay level (RocketMQ's name).
+pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
+/// Half messages of transactions, invisible to consumers until committed.
+pub const HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
+/// One op record per ended transaction, naming its half message.
+pub const OP_TOPIC: &str = "RMQ_SYS_TRANS_OP_HALF_TOPIC";
+/// Message property: the topic a retried message was first sent to.
+pub const PROP_ORIGIN_TOPIC: &str = "ORIGIN_TOPIC";
+/// Message property: the topic a delayed or half message goes to when due.
+pub const PROP_REAL_TOPIC: &str = "REAL_TOPIC";
+
+/// The topic a consumer group's failed messages come back on.
+pub fn retry_topic(group: &str) -> String {
+    format!("%RETRY%{group}")
+}
+
+/// The topic a consumer group's messages go to after their last retry.
+pub fn dlq_topic(group: &str) -> String {
+    format!("%DLQ%{group}")
+}
+
+/// Topics consumers may not pull.
+pub fn is_internal(topic: &str) -> bool {
+    topic == SCHEDULE_TOPIC || topic.starts_with("RMQ_SYS_")
+}
+
+/// Topics producers may not send to: the internal ones, and each group's
+/// retry and dead-letter topics.
+pub fn is_system(topic: &str) -> bool {
+    is_internal(topic) || topic.starts_with('%')
+}
+
 /// A message as the client sends it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendRequest {

@@ -21,11 +21,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use lasthop_broker::telemetry::{GRPC_EXPORT, RawCodec};
 use lasthop_collector::normalize::normalize_request;
 use lasthop_collector::otlp::proto::decode_request;
 use lasthop_collector::store::SpanSchema;
 use lasthop_collector::{CollectorConfig, SpanStore, server};
+use lasthop_telemetry::{GRPC_EXPORT, RawCodec};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;

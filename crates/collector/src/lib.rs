@@ -1,15 +1,17 @@
 //! lasthop's collector: OTLP in (gRPC and HTTP), a write-ahead log that makes
 //! every acknowledged span durable, a tantivy span index behind it, and a
-//! Jaeger-shaped HTTP query API.
+//! Jaeger-shaped HTTP query API; and [`ingest`], the readers of historical
+//! inputs (OTLP JSON, RocketMQ trace records, JSON lines) that load files
+//! into the same store.
 //!
 //! The data flow is described in `ARCHITECTURE.md`; the write path's
 //! guarantees in [`pipeline`]; the on-disk log in [`wal`].
 
 pub mod api;
+pub mod ingest;
 pub mod messages;
 pub mod normalize;
 pub mod otlp;
-pub mod otlp_json;
 pub mod pipeline;
 pub mod server;
 pub mod stats;

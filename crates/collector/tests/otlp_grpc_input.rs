@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Harness, kv, request, s, span};
-use lasthop_broker::telemetry::{GRPC_EXPORT, RawCodec};
+use lasthop_telemetry::{GRPC_EXPORT, RawCodec};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use prost::Message;
 use tonic::codec::CompressionEncoding;

@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use lasthop_collector::ingest::InputFormat;
 
 use crate::data_dir::DataDir;
 
@@ -47,6 +49,32 @@ pub enum Command {
     /// replication status, slave promotion, dead letters and resending them.
     #[command(subcommand)]
     Admin(AdminCommand),
+}
+
+/// Where the spans of a command that emits them go: every such command
+/// (broker, produce, consume) takes these flags.
+#[derive(Debug, Args)]
+pub struct SpanExport {
+    /// OTLP/gRPC endpoint for spans (default: OTEL_EXPORTER_OTLP_ENDPOINT; none: no export).
+    #[arg(long, value_name = "URL")]
+    pub otlp: Option<String>,
+    /// Keep every span in a crash-safe spool in DIR until it is exported;
+    /// a process started later on the same DIR sends what a killed one left.
+    #[arg(long, value_name = "DIR")]
+    pub span_spool: Option<PathBuf>,
+}
+
+impl SpanExport {
+    /// Installs this process's tracing pipeline as `service`, logging at `level`.
+    pub fn init(&self, service: &str, level: &str) -> anyhow::Result<lasthop_telemetry::Telemetry> {
+        lasthop_telemetry::init_spooled(
+            service,
+            self.otlp.as_deref(),
+            level,
+            self.span_spool.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -127,13 +155,8 @@ pub struct BrokerArgs {
     /// Keep unflushed commit-log bytes in memory only, so kill -9 loses them like a power cut.
     #[arg(long)]
     pub simulate_power_loss: bool,
-    /// OTLP/gRPC endpoint for spans (default: OTEL_EXPORTER_OTLP_ENDPOINT; none: no export).
-    #[arg(long, value_name = "URL")]
-    pub otlp: Option<String>,
-    /// Keep every span in a crash-safe spool in DIR until it is exported;
-    /// a process started later on the same DIR sends what a killed one left.
-    #[arg(long, value_name = "DIR")]
-    pub span_spool: Option<PathBuf>,
+    #[command(flatten)]
+    pub spans: SpanExport,
 }
 
 #[derive(Debug, Args)]
@@ -163,13 +186,8 @@ pub struct ProduceArgs {
     /// (which commits), commit; check-backs are answered from this run's record.
     #[arg(long)]
     pub tx: bool,
-    /// OTLP/gRPC endpoint for spans (default: OTEL_EXPORTER_OTLP_ENDPOINT).
-    #[arg(long, value_name = "URL")]
-    pub otlp: Option<String>,
-    /// Keep every span in a crash-safe spool in DIR until it is exported;
-    /// a process started later on the same DIR sends what a killed one left.
-    #[arg(long, value_name = "DIR")]
-    pub span_spool: Option<PathBuf>,
+    #[command(flatten)]
+    pub spans: SpanExport,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -204,13 +222,8 @@ pub struct ConsumeArgs {
     /// to FILE (one per line, synced) before the message counts as processed.
     #[arg(long, value_name = "FILE")]
     pub ledger: Option<std::path::PathBuf>,
-    /// OTLP/gRPC endpoint for spans (default: OTEL_EXPORTER_OTLP_ENDPOINT).
-    #[arg(long, value_name = "URL")]
-    pub otlp: Option<String>,
-    /// Keep every span in a crash-safe spool in DIR until it is exported;
-    /// a process started later on the same DIR sends what a killed one left.
-    #[arg(long, value_name = "DIR")]
-    pub span_spool: Option<PathBuf>,
+    #[command(flatten)]
+    pub spans: SpanExport,
 }
 
 #[derive(Debug, Subcommand)]
@@ -359,7 +372,7 @@ pub struct ReportArgs {
     #[arg(long = "input", value_name = "FILE", num_args = 1..)]
     pub inputs: Vec<PathBuf>,
     /// Format of every --input file.
-    #[arg(long, value_enum, value_name = "FORMAT", requires = "inputs")]
+    #[arg(long, value_name = "FORMAT", requires = "inputs", value_parser = input_format())]
     pub input_format: Option<InputFormat>,
     /// Only spans that started at or after this time (RFC 3339 or epoch milliseconds).
     #[arg(long, value_name = "T")]
@@ -414,30 +427,18 @@ pub struct IngestArgs {
     #[command(flatten)]
     pub data: DataDir,
     /// Format of every input file; without it each file's format is told from its content.
-    #[arg(long, value_enum, value_name = "FORMAT")]
+    #[arg(long, value_name = "FORMAT", value_parser = input_format())]
     pub input_format: Option<InputFormat>,
     /// Files to load.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum InputFormat {
-    /// ExportTraceServiceRequest in JSON, one per line or one per file.
-    OtlpJson,
-    /// RocketMQ message-trace records (bodies of RMQ_SYS_TRACE_TOPIC messages).
-    RocketmqTrace,
-    /// Application logs, one JSON object per line (time, hop, message_id or keys, ...).
-    Jsonl,
-}
-
-impl InputFormat {
-    pub fn reader(self) -> lasthop_analyzer::readers::InputFormat {
-        use lasthop_analyzer::readers::InputFormat as F;
-        match self {
-            InputFormat::OtlpJson => F::OtlpJson,
-            InputFormat::RocketmqTrace => F::RocketmqTrace,
-            InputFormat::Jsonl => F::Jsonl,
-        }
-    }
+/// `--input-format` takes the name of any input format the collector's
+/// ingest registry holds ([`InputFormat::ALL`]).
+fn input_format() -> impl clap::builder::TypedValueParser<Value = InputFormat> {
+    let names = InputFormat::ALL
+        .iter()
+        .map(|f| PossibleValue::new(f.name()).help(f.about()));
+    PossibleValuesParser::new(names).try_map(|name| name.parse::<InputFormat>())
 }

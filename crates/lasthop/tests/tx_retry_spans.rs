@@ -10,8 +10,9 @@ use lasthop_broker::client::{
     self, ConsumerConfig, Message, ProcessOutcome, ProducerConfig, TransactionProducer,
 };
 use lasthop_broker::protocol::TxState;
-use lasthop_broker::{BrokerConfig, server, telemetry};
+use lasthop_broker::{BrokerConfig, server};
 use lasthop_collector::{CollectorConfig, Pipeline};
+use lasthop_telemetry as telemetry;
 use lasthop_vocab::{Hop, SpanRecord};
 use tokio::sync::watch;
 

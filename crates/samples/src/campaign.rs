@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::judge::ScenarioOutcome;
 use crate::plan::Plan;
+use crate::scenarios::SCENARIOS;
 use crate::session::Session;
 
 #[derive(Debug, Clone)]
@@ -150,8 +151,8 @@ pub async fn run(
     };
     for index in 0..options.runs {
         let seed = options.seed.wrapping_add(index);
-        let plan = Plan::draw(seed, options.messages);
-        let (scenario, described) = (plan.scenario, plan.describe());
+        let plan = Plan::draw(SCENARIOS, seed, options.messages);
+        let (scenario, described) = (plan.scenario.name, plan.describe());
         let outcome = session.run(plan, index).await;
         match &outcome {
             Ok(o) => result.record(seed, o),

@@ -38,7 +38,7 @@ pub async fn run(options: DemoOptions) -> Result<Vec<ScenarioOutcome>, String> {
             continue;
         }
         eprintln!("running {} ...", scenario.name);
-        outcomes.push(session.run(Plan::demo(scenario.name), i as u64).await?);
+        outcomes.push(session.run(Plan::demo(scenario), i as u64).await?);
     }
     session.finish().await?;
     Ok(outcomes)

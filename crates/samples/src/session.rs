@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lasthop_broker::telemetry::{self, Telemetry};
 use lasthop_collector::{CollectorConfig, RunningCollector, server};
+use lasthop_telemetry::{self as telemetry, Telemetry};
 use lasthop_vocab::Hop;
 
 use crate::judge::{ScenarioOutcome, judge};
 use crate::plan::Plan;
-use crate::scenarios::{self, Env, SCENARIOS, Witness};
+use crate::scenarios::{self, Env, Witness};
 
 /// A collector and everything needed to run scenarios against it.
 pub struct Session {
@@ -49,11 +49,8 @@ impl Session {
     /// Runs one plan (the `index`-th of this session) and judges it once
     /// every span its processes exported has been indexed.
     pub async fn run(&self, plan: Plan, index: u64) -> Result<ScenarioOutcome, String> {
-        let scenario = SCENARIOS
-            .iter()
-            .find(|s| s.name == plan.scenario)
-            .ok_or_else(|| format!("no scenario {:?}", plan.scenario))?;
-        let name = plan.scenario;
+        let scenario = plan.scenario;
+        let name = scenario.name;
         let tag = match plan.seed {
             Some(seed) => format!("{}-seed{seed}", self.run_id),
             None => self.run_id.to_string(),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lasthop_broker::telemetry::{self, Telemetry};
+use lasthop_telemetry::{self as telemetry, Telemetry};
 
 /// User plus system CPU time of this process (Linux: `/proc/self/stat`).
 pub fn cpu_time() -> Option<Duration> {

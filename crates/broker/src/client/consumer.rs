@@ -9,7 +9,7 @@
 //! Spans: `receive` and `process` per message (joined to the message's
 //! trace), `settle` per offset commit.
 
-use crate::telemetry::int;
+use lasthop_telemetry::int;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -165,7 +165,7 @@ async fn consume_session(
     processed: &Arc<AtomicU64>,
 ) -> Option<ClientError> {
     let mut tasks = tokio::task::JoinSet::new();
-    let retry = crate::server::retry::retry_topic(&config.group);
+    let retry = crate::protocol::retry_topic(&config.group);
     let routed = Arc::new(routed);
     let subscriptions = (0..routed.queues)
         .map(|q| (config.topic.clone(), q))
@@ -322,7 +322,7 @@ fn message_span(
 ) -> tracing::Span {
     // A retried message is still a message of the topic it was sent to.
     let topic = message
-        .property(crate::server::retry::PROP_ORIGIN_TOPIC)
+        .property(crate::protocol::PROP_ORIGIN_TOPIC)
         .unwrap_or(&message.topic);
     tracing::info_span!(
         "consume",

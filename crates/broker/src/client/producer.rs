@@ -3,7 +3,7 @@
 //! and kept across retries; every attempt is a `send` span, and the attempt's
 //! context travels in the message's `traceparent` property.
 
-use crate::telemetry::int;
+use lasthop_telemetry::int;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;

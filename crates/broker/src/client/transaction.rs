@@ -11,7 +11,7 @@
 //! The producer keeps a connection registered for its group at all times
 //! (reconnecting after a broker restart), so check-backs can reach it.
 
-use crate::telemetry::int;
+use lasthop_telemetry::int;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

@@ -6,7 +6,7 @@
 //! that arrived meanwhile (group commit). Each fsync that made bytes durable
 //! emits a `flush` span naming the range.
 
-use crate::telemetry::int;
+use lasthop_telemetry::int;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;

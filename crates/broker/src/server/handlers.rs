@@ -2,19 +2,16 @@
 //! `store` per message (joined to the producer's trace), `receive` per
 //! delivered pull batch, `settle` per offset commit it receives.
 
-use crate::telemetry::int;
+use lasthop_telemetry::int;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use lasthop_vocab::attr;
 
+use super::send_path::{refuse_send, store_error, wait_durable, wire};
 use super::{Broker, replication, retry, transaction};
-use crate::config::{BrokerRole, FlushDiskType};
-use crate::protocol::{
-    ErrorCode, QueueProgress, Request, Response, SendRequest, SendResult, SendStatus, WireMessage,
-};
+use crate::protocol::{self, ErrorCode, QueueProgress, Request, Response, SendRequest, SendResult};
 use crate::store::record::StoredMessage;
-use crate::store::{QueuedMessage, StoreError};
 use crate::trace_context;
 
 /// Most messages one pull returns.
@@ -122,14 +119,6 @@ pub(crate) async fn handle(broker: &Broker, request: Request) -> Response {
     }
 }
 
-fn store_error(e: StoreError) -> Response {
-    tracing::error!(error = %e, "store error");
-    Response::Error {
-        code: ErrorCode::StoreError,
-        message: e.to_string(),
-    }
-}
-
 async fn handle_send(broker: &Broker, send: SendRequest) -> Response {
     let config = &broker.config;
     if let Some(refused) = refuse_send(broker, &send) {
@@ -183,11 +172,7 @@ async fn handle_send(broker: &Broker, send: SendRequest) -> Response {
     span.record(attr::COMMITLOG_OFFSET, int(put.commitlog_offset));
     span.record(attr::COMMITLOG_SIZE, int(put.size));
     span.record(attr::QUEUE_OFFSET, int(put.queue_offset));
-    broker.appended.send_if_modified(|e| {
-        let grew = end > *e;
-        *e = (*e).max(end);
-        grew
-    });
+    broker.appended_to(end);
     let status = wait_durable(broker, end).await;
     span.record(attr::SEND_STATUS, status.as_str());
     Response::Sent(SendResult {
@@ -201,86 +186,6 @@ async fn handle_send(broker: &Broker, send: SendRequest) -> Response {
     })
 }
 
-/// Waits as the configuration asks before a send is acknowledged: for the
-/// fsync covering `end` (SYNC_FLUSH) and for a slave's ack (SYNC_MASTER).
-/// Why a send (or half message) cannot be taken, if it cannot.
-pub(crate) fn refuse_send(broker: &Broker, send: &SendRequest) -> Option<Response> {
-    let config = &broker.config;
-    if retry::is_internal(&send.topic) || send.topic.starts_with('%') {
-        let message = format!(
-            "{} is a system topic; producers cannot send to it",
-            send.topic
-        );
-        return Some(Response::Error {
-            code: ErrorCode::BadRequest,
-            message,
-        });
-    }
-    let role = broker.role();
-    if role == BrokerRole::Slave {
-        return Some(Response::Error {
-            code: ErrorCode::NotMaster,
-            message: format!("{} is a slave", config.broker_name),
-        });
-    }
-    if send.body.len() > config.max_message_size {
-        return Some(Response::Error {
-            code: ErrorCode::MessageTooLarge,
-            message: format!(
-                "message body of {} bytes exceeds maxMessageSize {}",
-                send.body.len(),
-                config.max_message_size
-            ),
-        });
-    }
-    None
-}
-
-pub(crate) async fn wait_durable(broker: &Broker, end: u64) -> SendStatus {
-    let config = &broker.config;
-    if config.flush_disk_type == FlushDiskType::SyncFlush {
-        broker.flush.request(end);
-        if !broker
-            .flush
-            .wait_flushed(end, Duration::from_millis(config.sync_flush_timeout))
-            .await
-        {
-            return SendStatus::FlushDiskTimeout;
-        }
-    }
-    if broker.role() == BrokerRole::SyncMaster {
-        if !broker.replication.available() {
-            return SendStatus::SlaveNotAvailable;
-        }
-        if !broker
-            .replication
-            .wait_acked(end, Duration::from_millis(config.slave_ack_timeout))
-            .await
-        {
-            return SendStatus::FlushSlaveTimeout;
-        }
-    }
-    SendStatus::SendOk
-}
-
-pub(crate) fn wire(q: QueuedMessage) -> WireMessage {
-    let m = q.message;
-    WireMessage {
-        msg_id: m.msg_id,
-        topic: m.topic,
-        queue_id: m.queue_id,
-        queue_offset: q.queue_offset,
-        commitlog_offset: q.commitlog_offset,
-        keys: m.keys,
-        tags: m.tags,
-        properties: m.properties,
-        born_ms: m.born_ms,
-        store_ms: m.store_ms,
-        reconsume_times: m.reconsume_times,
-        body: m.body,
-    }
-}
-
 async fn handle_pull(
     broker: &Broker,
     group: &str,
@@ -290,7 +195,7 @@ async fn handle_pull(
     max: u32,
     wait_ms: u64,
 ) -> Response {
-    if retry::is_internal(topic) {
+    if protocol::is_internal(topic) {
         let message = format!("{topic} is an internal topic");
         return Response::Error {
             code: ErrorCode::BadRequest,

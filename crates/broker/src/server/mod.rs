@@ -9,10 +9,11 @@ mod connection;
 pub mod flush;
 mod handlers;
 mod replication;
-pub mod retry;
-pub mod transaction;
+mod retry;
+mod send_path;
+mod transaction;
 
-use crate::telemetry::int;
+use lasthop_telemetry::int;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
@@ -63,6 +64,15 @@ pub(crate) struct Broker {
 impl Broker {
     pub fn role(&self) -> BrokerRole {
         *self.role.lock().expect("role lock")
+    }
+
+    /// The commit log now reaches `end`: wakes long-polling pulls.
+    pub fn appended_to(&self, end: u64) {
+        self.appended.send_if_modified(|e| {
+            let grew = end > *e;
+            *e = (*e).max(end);
+            grew
+        });
     }
 }
 

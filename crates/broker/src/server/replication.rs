@@ -12,7 +12,7 @@
 //!   epoch above its master's, and emits a `failover` span naming the offset
 //!   that survived and why.
 
-use crate::telemetry::int;
+use lasthop_telemetry::int;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -205,13 +205,7 @@ pub(crate) async fn run_slave(broker: Arc<Broker>) {
             .await
             .expect("replica append task");
             match copied {
-                Ok(end) => {
-                    broker.appended.send_if_modified(|e| {
-                        let grew = end > *e;
-                        *e = (*e).max(end);
-                        grew
-                    });
-                }
+                Ok(end) => broker.appended_to(end),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot apply the master's records; replication stopped");
                     return;

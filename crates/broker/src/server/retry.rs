@@ -10,61 +10,28 @@
 //! nothing is rewritten. Spans: `retry` (with the delay and the reconsume
 //! count) and `dlq`, joined to the message's trace.
 
-use crate::telemetry::int;
+use lasthop_telemetry::int;
 use std::sync::Arc;
 use std::time::Duration;
 
 use lasthop_vocab::attr;
 
 use super::Broker;
-use crate::protocol::{ErrorCode, Response};
+use super::send_path::{put, store_error, wire};
+use crate::protocol::{
+    ErrorCode, PROP_ORIGIN_TOPIC, PROP_REAL_TOPIC, Response, SCHEDULE_TOPIC, dlq_topic, retry_topic,
+};
 use crate::store::now_ms;
 use crate::store::record::StoredMessage;
 use crate::trace_context;
 
-pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
 /// The scheduler's own progress, kept as a consumer offset.
 const SCHEDULE_GROUP: &str = "%SCHEDULE%";
-/// The topic the message was first sent to.
-pub const PROP_ORIGIN_TOPIC: &str = "ORIGIN_TOPIC";
-const PROP_REAL_TOPIC: &str = "REAL_TOPIC";
 const PROP_DELIVER_AT: &str = "DELIVER_AT_MS";
-
-pub fn retry_topic(group: &str) -> String {
-    format!("%RETRY%{group}")
-}
-
-pub fn dlq_topic(group: &str) -> String {
-    format!("%DLQ%{group}")
-}
-
-/// Topics consumers may not pull.
-pub fn is_internal(topic: &str) -> bool {
-    topic == SCHEDULE_TOPIC || topic.starts_with("RMQ_SYS_")
-}
 
 fn set_property(m: &mut StoredMessage, key: &str, value: String) {
     m.properties.retain(|(k, _)| k != key);
     m.properties.push((key.to_owned(), value));
-}
-
-fn store_error(e: impl std::fmt::Display) -> Response {
-    Response::Error {
-        code: ErrorCode::StoreError,
-        message: e.to_string(),
-    }
-}
-
-/// Stores a copy of `message` and wakes long-polling pulls.
-fn put(broker: &Broker, message: StoredMessage) -> Result<u64, Response> {
-    let put = broker.store.put(message).map_err(store_error)?;
-    let end = put.commitlog_offset + put.size;
-    broker.appended.send_if_modified(|e| {
-        let grew = end > *e;
-        *e = (*e).max(end);
-        grew
-    });
-    Ok(put.commitlog_offset)
 }
 
 pub(crate) fn send_back(
@@ -186,7 +153,7 @@ fn deliver_due(broker: &Broker, level: u32) -> Result<(), String> {
 
 pub(crate) fn list_dead_letters(broker: &Broker, group: &str) -> Response {
     match broker.store.get(&dlq_topic(group), 0, 0, 10_000) {
-        Ok(found) => Response::Messages(found.into_iter().map(super::handlers::wire).collect()),
+        Ok(found) => Response::Messages(found.into_iter().map(wire).collect()),
         Err(e) => store_error(e),
     }
 }

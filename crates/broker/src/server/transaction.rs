@@ -13,7 +13,7 @@
 //! check-back), `tx.check` (check-back sent), and `store` for a committed
 //! message made visible.
 
-use crate::telemetry::int;
+use lasthop_telemetry::int;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -23,17 +23,15 @@ use lasthop_vocab::attr;
 use tokio::net::tcp::OwnedWriteHalf;
 
 use super::Broker;
-use super::handlers::wait_durable;
+use super::send_path::{put, refuse_send, wait_durable};
 use crate::protocol::{
-    self, ErrorCode, KIND_REQUEST, Request, Response, SendRequest, SendResult, SendStatus, TxState,
+    self, ErrorCode, HALF_TOPIC, KIND_REQUEST, OP_TOPIC, PROP_REAL_TOPIC, Request, Response,
+    SendRequest, SendResult, SendStatus, TxState,
 };
 use crate::store::record::StoredMessage;
 use crate::store::{MessageStore, StoreError, now_ms};
 use crate::trace_context;
 
-pub const HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
-pub const OP_TOPIC: &str = "RMQ_SYS_TRANS_OP_HALF_TOPIC";
-const PROP_REAL_TOPIC: &str = "REAL_TOPIC";
 const PROP_REAL_QID: &str = "REAL_QID";
 const PROP_GROUP: &str = "PGROUP";
 pub const PROP_TX_ID: &str = "TRAN_ID";
@@ -110,27 +108,13 @@ fn error(code: ErrorCode, message: impl Into<String>) -> Response {
     }
 }
 
-fn put(broker: &Broker, message: StoredMessage) -> Result<crate::store::PutResult, Response> {
-    let put = broker
-        .store
-        .put(message)
-        .map_err(|e| error(ErrorCode::StoreError, e.to_string()))?;
-    let end = put.commitlog_offset + put.size;
-    broker.appended.send_if_modified(|e| {
-        let grew = end > *e;
-        *e = (*e).max(end);
-        grew
-    });
-    Ok(put)
-}
-
 pub(crate) async fn send_half(
     broker: &Broker,
     group: String,
     tx_id: String,
     send: SendRequest,
 ) -> Response {
-    if let Some(refused) = super::handlers::refuse_send(broker, &send) {
+    if let Some(refused) = refuse_send(broker, &send) {
         return refused;
     }
     let queues = broker.config.default_topic_queue_nums;

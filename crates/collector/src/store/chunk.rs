@@ -12,8 +12,10 @@
 
 use std::ops::Range;
 
-use tantivy::DocId;
 use tantivy::columnar::{Column, ColumnIndex, RowId};
+use tantivy::{DocId, SegmentReader};
+
+use super::StoreError;
 
 /// Documents read per chunk.
 pub(super) const CHUNK: u32 = 8192;
@@ -114,6 +116,111 @@ impl Chunk {
                 out.extend((self.firsts.iter()).map(|v| v.map_or_else(|| none.clone(), &map)));
             }
         }
+    }
+}
+
+/// A number fast field of a segment, if any document has it.
+pub(super) fn numbers(
+    segment: &SegmentReader,
+    name: &str,
+) -> Result<Option<Column<u64>>, StoreError> {
+    Ok(segment.fast_fields().column_opt::<u64>(name)?)
+}
+
+/// A string fast field with its dictionary mapped once: to numbers in
+/// [`Names`], to hops, or to message keys.
+pub(super) struct Mapped<T> {
+    pub(super) ords: Option<Column<u64>>,
+    pub(super) values: Vec<T>,
+}
+
+impl<T: Clone> Mapped<T> {
+    pub(super) fn open(
+        segment: &SegmentReader,
+        field: &str,
+        mut map: impl FnMut(&[u8]) -> T,
+    ) -> Result<Mapped<T>, StoreError> {
+        let Some(column) = segment.fast_fields().str(field)? else {
+            return Ok(Mapped {
+                ords: None,
+                values: Vec::new(),
+            });
+        };
+        let mut values = Vec::with_capacity(column.num_terms());
+        let mut stream = column.dictionary().stream()?;
+        while stream.advance() {
+            values.push(map(stream.key()));
+        }
+        Ok(Mapped {
+            ords: Some(column.ords().clone()),
+            values,
+        })
+    }
+
+    /// A string fast field whose terms map to `values` (one per term, in
+    /// dictionary order), without reading the dictionary.
+    pub(super) fn known(
+        segment: &SegmentReader,
+        field: &str,
+        values: Vec<T>,
+    ) -> Result<Mapped<T>, StoreError> {
+        Ok(Mapped {
+            ords: segment.fast_fields().str(field)?.map(|c| c.ords().clone()),
+            values,
+        })
+    }
+
+    /// Every term of a string fast field mapped to `value`, without reading
+    /// the dictionary.
+    pub(super) fn constant(
+        segment: &SegmentReader,
+        field: &str,
+        value: T,
+    ) -> Result<Mapped<T>, StoreError> {
+        Ok(match segment.fast_fields().str(field)? {
+            Some(column) => Mapped {
+                values: vec![value; column.num_terms()],
+                ords: Some(column.ords().clone()),
+            },
+            None => Mapped {
+                ords: None,
+                values: Vec::new(),
+            },
+        })
+    }
+
+    /// Whether every document has a value and no value is `value`: then no
+    /// document maps to it.
+    pub(super) fn never(&self, value: &T) -> bool
+    where
+        T: PartialEq,
+    {
+        let every_doc = (self.ords.as_ref())
+            .is_some_and(|c| matches!(c.index, tantivy::columnar::ColumnIndex::Full));
+        every_doc && !self.values.contains(value)
+    }
+
+    /// The mapped first value of a document.
+    pub(super) fn first(&self, doc: DocId) -> Option<T> {
+        let ord = self.ords.as_ref()?.first(doc)?;
+        self.values.get(ord as usize).cloned()
+    }
+
+    /// The mapped values of a document (a multi-valued field).
+    pub(super) fn all(&self, doc: DocId) -> Vec<T> {
+        let Some(ords) = &self.ords else {
+            return Vec::new();
+        };
+        (ords.values_for_doc(doc))
+            .filter_map(|ord| self.values.get(ord as usize).cloned())
+            .collect()
+    }
+
+    /// The mapped first value of each of the chunk's documents, or `none`.
+    pub(super) fn read(&self, chunk: &mut Chunk, none: T, out: &mut Vec<T>) {
+        let value =
+            |ord: u64| (self.values.get(ord as usize).cloned()).unwrap_or_else(|| none.clone());
+        chunk.map(self.ords.as_ref(), none.clone(), value, out);
     }
 }
 

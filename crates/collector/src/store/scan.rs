@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tantivy::SegmentReader;
 use tantivy::columnar::Column;
 
-use super::facts::Mapped;
+use super::chunk::{Mapped, numbers};
 use super::{SpanStore, StoreError};
 
 /// The fast-field columns of the spans a scan selected, one entry per span.
@@ -69,13 +69,6 @@ fn strings(segment: &SegmentReader, name: &str) -> Result<Mapped<Arc<str>>, Stor
     Mapped::open(segment, name, |bytes| {
         Arc::from(String::from_utf8_lossy(bytes).as_ref())
     })
-}
-
-pub(super) fn numbers(
-    segment: &SegmentReader,
-    name: &str,
-) -> Result<Option<Column<u64>>, StoreError> {
-    Ok(segment.fast_fields().column_opt::<u64>(name)?)
 }
 
 pub(super) fn first(column: &Option<Column<u64>>, doc: u32) -> Option<u64> {

@@ -11,8 +11,9 @@ use tantivy::collector::Count;
 
 use lasthop_vocab::SpanRecord;
 
+use super::chunk::Mapped;
 use super::chunk::{CHUNK, Chunk};
-use super::facts::{KeyMemo, Mapped, MessageKey, message_key};
+use super::facts::{KeyMemo, MessageKey, message_key};
 use super::schema::StoredRecord;
 use super::{SpanStore, StoreError};
 

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use lasthop_broker::{BrokerConfig, BrokerRole, FlushDiskType, server, telemetry};
+use lasthop_broker::{BrokerConfig, BrokerRole, FlushDiskType, server};
 
 use super::collector::shutdown_signal;
 use crate::cli::{BrokerArgs, Mode, Role};
@@ -66,7 +66,7 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<ExitCode> {
     if config.broker_role != BrokerRole::Slave && config.ha_master_address.is_some() {
         bail!("--master is for a slave (--role slave)");
     }
-    if config.simulate_power_loss && args.span_spool.is_some() {
+    if config.simulate_power_loss && args.spans.span_spool.is_some() {
         // The spool is not fsynced: a real power cut takes it along, a simulated one would not.
         bail!(
             "--span-spool keeps spans through a kill, not through a power cut; with --simulate-power-loss it would keep what a real power cut loses"
@@ -74,13 +74,8 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<ExitCode> {
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let telemetry = telemetry::init_spooled(
-            &format!("lasthop-broker-{}", config.broker_name),
-            args.otlp.as_deref(),
-            "info",
-            args.span_spool.as_deref(),
-        )
-            .map_err(anyhow::Error::msg)?;
+        let service = format!("lasthop-broker-{}", config.broker_name);
+        let telemetry = args.spans.init(&service, "info")?;
         let broker = match server::start(config).await {
             Ok(broker) => broker,
             Err(e) => {

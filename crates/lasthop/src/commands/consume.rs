@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::Context;
 use lasthop_broker::client::{self, AckMode, ConsumerConfig, ProcessOutcome};
 use lasthop_broker::protocol::{Request, Response};
-use lasthop_broker::telemetry;
 use tokio::sync::watch;
 
 use super::collector::shutdown_signal;
@@ -19,13 +18,7 @@ use crate::cli::{Ack, ConsumeArgs};
 pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let telemetry = telemetry::init_spooled(
-            "lasthop-consumer",
-            args.otlp.as_deref(),
-            "warn",
-            args.span_spool.as_deref(),
-        )
-        .map_err(anyhow::Error::msg)?;
+        let telemetry = args.spans.init("lasthop-consumer", "warn")?;
         let mut config =
             ConsumerConfig::new(args.broker.clone(), args.group.clone(), args.topic.clone());
         config.ack = match args.ack {

@@ -6,7 +6,6 @@ use std::time::Duration;
 use anyhow::Context;
 use lasthop_broker::client::{Message, Producer, ProducerConfig, SendError};
 use lasthop_broker::protocol::{SendResult, SendStatus};
-use lasthop_broker::telemetry;
 
 use super::collector::shutdown_signal;
 use crate::cli::ProduceArgs;
@@ -14,13 +13,7 @@ use crate::cli::ProduceArgs;
 pub fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let telemetry = telemetry::init_spooled(
-            "lasthop-producer",
-            args.otlp.as_deref(),
-            "warn",
-            args.span_spool.as_deref(),
-        )
-        .map_err(anyhow::Error::msg)?;
+        let telemetry = args.spans.init("lasthop-producer", "warn")?;
         let producer = Producer::new(ProducerConfig {
             retries: args.retries,
             timeout: Duration::from_millis(args.timeout),

@@ -9,14 +9,38 @@ use std::path::Path;
 use lasthop_vocab::SpanRecord;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
+use super::{BadRecord, Reader, Sniff};
 use crate::normalize::normalize_request;
 
-/// A line (or, for a one-request file, the file) that could not be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadRecord {
-    /// 1-based line number.
-    pub line: u64,
-    pub reason: String,
+/// The `otlp-json` input format.
+#[derive(Debug)]
+pub struct OtlpJson;
+
+impl Reader for OtlpJson {
+    fn name(&self) -> &'static str {
+        "otlp-json"
+    }
+
+    fn about(&self) -> &'static str {
+        "ExportTraceServiceRequest in JSON, one per line or one per file"
+    }
+
+    fn sniff(&self, head: &[u8]) -> Sniff {
+        let text = String::from_utf8_lossy(head);
+        if text.contains("resourceSpans") || text.contains("resource_spans") {
+            Sniff::Likely
+        } else {
+            Sniff::No
+        }
+    }
+
+    fn read(
+        &self,
+        path: &Path,
+        sink: &mut dyn FnMut(Vec<SpanRecord>),
+    ) -> io::Result<Vec<BadRecord>> {
+        read_file(path, sink).map(|summary| summary.bad)
+    }
 }
 
 /// What reading one file found.
@@ -26,6 +50,7 @@ pub struct FileSummary {
     pub spans: u64,
     /// Spans refused by normalization (bad ids).
     pub rejected_spans: u64,
+    /// Lines (or, for a one-request file, the file) that could not be read.
     pub bad: Vec<BadRecord>,
 }
 

@@ -17,7 +17,41 @@ use std::collections::HashMap;
 
 use lasthop_vocab::{AttrValue, Attribute, Hop, SpanKind, SpanRecord, StatusCode, attr};
 
-use super::BadRecord;
+use super::{BadRecord, Reader, Sniff};
+
+/// The `rocketmq-trace` input format.
+#[derive(Debug)]
+pub struct RocketmqTrace;
+
+impl Reader for RocketmqTrace {
+    fn name(&self) -> &'static str {
+        "rocketmq-trace"
+    }
+
+    fn about(&self) -> &'static str {
+        "RocketMQ message-trace records (bodies of RMQ_SYS_TRACE_TOPIC messages)"
+    }
+
+    fn sniff(&self, head: &[u8]) -> Sniff {
+        // No text format lasthop reads has the field separator.
+        if head.contains(&FIELD) {
+            Sniff::Certain
+        } else {
+            Sniff::No
+        }
+    }
+
+    fn read(
+        &self,
+        path: &std::path::Path,
+        sink: &mut dyn FnMut(Vec<SpanRecord>),
+    ) -> std::io::Result<Vec<BadRecord>> {
+        let data = std::fs::read(path)?;
+        let (records, bad) = read(&data, &path.display().to_string());
+        sink(records);
+        Ok(bad)
+    }
+}
 
 const FIELD: u8 = 0x01;
 const RECORD_END: u8 = 0x02;

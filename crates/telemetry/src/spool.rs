@@ -191,7 +191,9 @@ impl Spool {
             }
             let name = format!(
                 "replay-{}-{}.spool",
-                crate::store::now_ms(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis()),
                 std::process::id()
             );
             std::fs::write(dir.join(name), unsent)?;

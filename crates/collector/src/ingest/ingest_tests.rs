@@ -2,6 +2,10 @@ use super::*;
 use lasthop_vocab::{Hop, StatusCode};
 use std::io::Write;
 
+fn format(name: &str) -> InputFormat {
+    InputFormat::named(name).expect("a registered format")
+}
+
 fn record(fields: &[&str]) -> Vec<u8> {
     let mut r = fields.join("\u{1}").into_bytes();
     r.push(0x02);
@@ -228,12 +232,21 @@ fn json_lines_with_either_time_form_and_extra_fields() {
 
 #[test]
 fn formats_are_told_apart_by_content() {
-    assert_eq!(detect(&record(&["Pub", "1"])), InputFormat::RocketmqTrace);
-    assert_eq!(detect(br#"{"resourceSpans":[]}"#), InputFormat::OtlpJson);
-    assert_eq!(detect(b"{\n  \"resourceSpans\": ["), InputFormat::OtlpJson);
     assert_eq!(
-        detect(br#"{"time":1,"hop":"send","message_id":"M"}"#),
-        InputFormat::Jsonl
+        InputFormat::detect(&record(&["Pub", "1"])),
+        format("rocketmq-trace")
+    );
+    assert_eq!(
+        InputFormat::detect(br#"{"resourceSpans":[]}"#),
+        format("otlp-json")
+    );
+    assert_eq!(
+        InputFormat::detect(b"{\n  \"resourceSpans\": ["),
+        format("otlp-json")
+    );
+    assert_eq!(
+        InputFormat::detect(br#"{"time":1,"hop":"send","message_id":"M"}"#),
+        format("jsonl")
     );
 }
 
@@ -270,9 +283,25 @@ fn read_file_detects_and_reads_each_format() {
     let b = read_file(&log, None, |r| all.extend(r)).unwrap();
     assert_eq!(
         (a.format, a.spans, b.format, b.spans),
-        (InputFormat::RocketmqTrace, 1, InputFormat::Jsonl, 1)
+        (format("rocketmq-trace"), 1, format("jsonl"), 1)
     );
-    // Together they tell the message's story.
-    let verdicts = crate::analyze(&crate::Evidence::new(&all), &crate::Options::default());
-    assert_eq!(verdicts[0].verdicts[0].verdict, crate::Verdict::Delivered);
+    let ids: Vec<_> = all.iter().map(|s| s.message_id.as_deref()).collect();
+    assert_eq!(ids, vec![Some("MSG1"), Some("MSG1")]);
+}
+
+#[test]
+fn every_format_has_its_own_name_and_parses_back_from_it() {
+    let mut names: Vec<&str> = InputFormat::ALL.iter().map(|f| f.name()).collect();
+    for &f in InputFormat::ALL {
+        assert_eq!(f.name().parse::<InputFormat>(), Ok(f));
+        assert!(!f.about().is_empty());
+    }
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), InputFormat::ALL.len());
+    let unknown = "parquet".parse::<InputFormat>().unwrap_err();
+    assert!(
+        unknown.contains("otlp-json, rocketmq-trace, jsonl"),
+        "{unknown}"
+    );
 }

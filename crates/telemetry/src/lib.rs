@@ -36,6 +36,7 @@ mod otlp_encode;
 mod otlp_export;
 mod spool;
 
+pub use otlp_encode::encode_request;
 use otlp_export::OtlpExporter;
 pub use otlp_export::{GRPC_EXPORT, Protocol, RawCodec};
 use spool::Spool;

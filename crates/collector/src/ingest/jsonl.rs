@@ -6,7 +6,36 @@
 use lasthop_vocab::{AttrValue, Attribute, Hop, SpanRecord, StatusCode};
 use serde_json::{Map, Value};
 
-use super::BadRecord;
+use super::{BadRecord, Reader, Sniff};
+
+/// The `jsonl` input format.
+#[derive(Debug)]
+pub struct Jsonl;
+
+impl Reader for Jsonl {
+    fn name(&self) -> &'static str {
+        "jsonl"
+    }
+
+    fn about(&self) -> &'static str {
+        "Application logs, one JSON object per line (time, hop, message_id or keys, ...)"
+    }
+
+    fn sniff(&self, _head: &[u8]) -> Sniff {
+        Sniff::Fallback
+    }
+
+    fn read(
+        &self,
+        path: &std::path::Path,
+        sink: &mut dyn FnMut(Vec<SpanRecord>),
+    ) -> std::io::Result<Vec<BadRecord>> {
+        let text = std::fs::read_to_string(path)?;
+        let (records, bad) = read(&text, &path.display().to_string());
+        sink(records);
+        Ok(bad)
+    }
+}
 
 /// Parses one line; `Err` says why it is not a log record lasthop can use.
 pub fn parse_line(line: &str, span_id: String) -> Result<SpanRecord, String> {

@@ -23,5 +23,5 @@ mod rules;
 
 pub use evidence::{Evidence, Globals};
 pub use judge::{JudgeError, JudgeOptions, Progress, judge_spans, judge_window};
-pub use model::{Cause, GroupVerdict, MessageVerdicts, Options, Verdict};
+pub use model::{Cause, GroupVerdict, JudgedAt, MessageVerdicts, Options, Verdict};
 pub use rules::analyze;

@@ -112,6 +112,38 @@ pub struct MessageVerdicts {
     pub verdicts: Vec<GroupVerdict>,
 }
 
+/// The time a window is judged at, and where it came from: history has its
+/// own "now" (DESIGN section 5). Over files or a past window, silence is
+/// counted back from the end of the data, not from the wall clock, so a
+/// message sent moments before the data ends is in flight, not unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JudgedAt {
+    /// ns since the epoch.
+    pub ns: u64,
+    /// Where it came from, for the output: `--now`, `the newest span`, `the wall clock`.
+    pub from: &'static str,
+}
+
+impl JudgedAt {
+    /// `--now` when given; else the newest span of the data (capped at the
+    /// window's end); the wall clock when there is no span at all.
+    pub fn resolve(flag: Option<u64>, newest_span: Option<u64>, until: Option<u64>) -> JudgedAt {
+        if let Some(ns) = flag {
+            return JudgedAt { ns, from: "--now" };
+        }
+        match newest_span {
+            Some(ns) => JudgedAt {
+                ns: until.map_or(ns, |u| ns.min(u)),
+                from: "the newest span",
+            },
+            None => JudgedAt {
+                ns: Options::default().now_ns,
+                from: "the wall clock",
+            },
+        }
+    }
+}
+
 /// How to judge.
 #[derive(Debug, Clone)]
 pub struct Options {

@@ -17,6 +17,37 @@ use crate::model::{MessageVerdicts, Verdict};
 pub struct Window {
     pub since: Option<String>,
     pub until: Option<String>,
+    /// The "now" silence was counted back from (RFC 3339).
+    pub judged_at: Option<String>,
+    /// Where that "now" came from: `--now`, `the newest span`, `the wall clock`.
+    pub judged_at_from: Option<String>,
+}
+
+impl Window {
+    /// The window `[since, until)` judged at `at`.
+    pub fn new(since: Option<String>, until: Option<String>, at: crate::JudgedAt) -> Window {
+        Window {
+            since,
+            until,
+            judged_at: Some(rfc3339_ms(at.ns)),
+            judged_at_from: Some(at.from.to_owned()),
+        }
+    }
+
+    /// "judged as of T (the newest span)", when known.
+    pub fn judged(&self) -> Option<String> {
+        let at = self.judged_at.as_deref()?;
+        let from = self.judged_at_from.as_deref().unwrap_or("unknown");
+        Some(format!(
+            "judged as of {at} ({from}; silence counts back from there; --now sets another)"
+        ))
+    }
+}
+
+/// RFC 3339 with milliseconds.
+pub fn rfc3339_ms(ns: u64) -> String {
+    chrono::DateTime::from_timestamp_nanos(i64::try_from(ns).unwrap_or(i64::MAX))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -228,7 +259,11 @@ impl Report {
             self.window.since.as_deref().unwrap_or("the beginning"),
             self.window.until.as_deref().unwrap_or("now")
         );
-        let _ = writeln!(out, "lasthop loss report ({window})\n");
+        let _ = writeln!(out, "lasthop loss report ({window})");
+        if let Some(judged) = self.window.judged() {
+            let _ = writeln!(out, "{judged}");
+        }
+        let _ = writeln!(out);
         let _ = writeln!(
             out,
             "{} messages, {} lost\n",
@@ -286,9 +321,12 @@ impl Report {
         let _ = writeln!(out, "# lasthop loss report\n");
         let _ = writeln!(
             out,
-            "Window: {} .. {}. **{} messages, {} lost.**\n",
+            "Window: {} .. {}{}. **{} messages, {} lost.**\n",
             self.window.since.as_deref().unwrap_or("the beginning"),
             self.window.until.as_deref().unwrap_or("now"),
+            self.window
+                .judged()
+                .map_or_else(String::new, |j| format!(", {j}")),
             self.totals.messages,
             self.lost()
         );

@@ -159,11 +159,15 @@ impl Report {
     /// The report as one self-contained HTML page.
     pub fn to_html(&self) -> String {
         let mut out = String::new();
-        let window = format!(
+        let mut window = format!(
             "{} .. {}",
             self.window.since.as_deref().unwrap_or("the beginning"),
             self.window.until.as_deref().unwrap_or("now")
         );
+        if let Some(judged) = self.window.judged() {
+            window.push_str(", ");
+            window.push_str(&judged);
+        }
         let _ = write!(
             out,
             "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>lasthop loss report</title><style>{STYLE}</style></head><body>"

@@ -41,6 +41,8 @@ struct Facts<'a> {
     spans: &'a [&'a SpanRecord],
     topic: Option<&'a str>,
     sent_at: Option<u64>,
+    /// The message's one consumer group, when it has exactly one.
+    sole_group: Option<&'a str>,
 }
 
 impl<'a> Facts<'a> {
@@ -50,13 +52,33 @@ impl<'a> Facts<'a> {
             .copied()
             .filter(move |s| s.hop == Some(hop))
     }
+
+    /// The spans of `hop` that speak of `group`: its own, and application
+    /// log lines that name no group when the message has only this one.
+    fn by<'g>(
+        &self,
+        hop: Hop,
+        group: Option<&'g str>,
+    ) -> impl Iterator<Item = &'a SpanRecord> + use<'a, '_, 'g> {
+        self.of(hop).filter(move |s| {
+            group.is_some()
+                && (s.group.as_deref() == group
+                    || (s.group.is_none() && from_log(s) && self.sole_group == group))
+        })
+    }
 }
 
+/// A send attempt the broker accepted: no error, and a status (lasthop's, or
+/// the OpenTelemetry Java agent's RocketMQ send result) of `SEND_OK` if any.
 fn send_ok(s: &SpanRecord) -> bool {
     !s.is_error()
-        && s.attr(attr::SEND_STATUS)
-            .and_then(|v| v.as_str())
-            .is_none_or(|st| st == "SEND_OK")
+        && [
+            attr::SEND_STATUS,
+            attr::legacy::MESSAGING_ROCKETMQ_SEND_RESULT,
+        ]
+        .iter()
+        .find_map(|key| s.attr(key).and_then(|v| v.as_str()))
+        .is_none_or(|st| st == "SEND_OK")
 }
 
 /// The committed message's store span, else the producer's witness of a SEND_OK.
@@ -80,8 +102,30 @@ fn location<'a>(facts: &Facts<'a>) -> Option<Location<'a>> {
         .or_else(|| facts.of(Hop::Send).filter(|s| send_ok(s)).find_map(from))
 }
 
+/// The spans of one message, one per send attempt: where a library's send
+/// span has a child send span of the same message (opentelemetry-
+/// instrumentation-pika wraps both pika's blocking channel and the channel
+/// under it), they are one attempt, and the outer span, which saw the
+/// broker's answer (a publisher confirm, a returned message), tells it.
+fn one_span_per_attempt<'a>(spans: &[&'a SpanRecord]) -> Vec<&'a SpanRecord> {
+    let sends: BTreeSet<&str> = spans
+        .iter()
+        .filter(|s| s.hop == Some(Hop::Send))
+        .map(|s| s.span_id.as_str())
+        .collect();
+    spans
+        .iter()
+        .copied()
+        .filter(|s| {
+            s.hop != Some(Hop::Send)
+                || !(s.parent_span_id.as_deref()).is_some_and(|p| sends.contains(p))
+        })
+        .collect()
+}
+
 fn judge(e: &Evidence<'_>, id: &str, options: &Options) -> MessageVerdicts {
-    let spans: &[&SpanRecord] = e.by_message.get(id).map_or(&[], Vec::as_slice);
+    let spans = one_span_per_attempt(e.by_message.get(id).map_or(&[], Vec::as_slice));
+    let spans = spans.as_slice();
     let keys: BTreeSet<&str> = spans
         .iter()
         .flat_map(|s| s.keys.iter().map(String::as_str))
@@ -94,7 +138,7 @@ fn judge(e: &Evidence<'_>, id: &str, options: &Options) -> MessageVerdicts {
     let topic = spans
         .iter()
         .find_map(|s| s.topic.as_deref().filter(|t| !t.starts_with('%')));
-    let facts = Facts {
+    let mut facts = Facts {
         spans,
         topic,
         sent_at: spans
@@ -102,9 +146,14 @@ fn judge(e: &Evidence<'_>, id: &str, options: &Options) -> MessageVerdicts {
             .filter(|s| s.hop == Some(Hop::Send))
             .map(|s| s.start_ns)
             .min(),
+        sole_group: None,
     };
     let location = location(&facts);
-    let process_count = facts.of(Hop::Process).filter(|s| !s.is_error()).count() as u32;
+    // Successful processings, as the application's log counts them where it speaks.
+    let logged = facts.of(Hop::Process).any(from_log);
+    let process_count = (facts.of(Hop::Process))
+        .filter(|s| !s.is_error() && (!logged || from_log(s)))
+        .count() as u32;
     let send_failed = facts.of(Hop::Send).any(|s| s.is_error());
     let stored = facts.of(Hop::Store).next().is_some() || facts.of(Hop::Send).any(send_ok);
 
@@ -126,6 +175,9 @@ fn judge(e: &Evidence<'_>, id: &str, options: &Options) -> MessageVerdicts {
     } else {
         groups.into_iter().map(Some).collect()
     };
+    if let [only] = groups.as_slice() {
+        facts.sole_group = *only;
+    }
 
     let verdicts = groups
         .into_iter()
@@ -227,16 +279,13 @@ fn judge_group(
     group: Option<&str>,
     options: &Options,
 ) -> GroupVerdict {
-    let mine = |s: &&SpanRecord| group.is_some() && s.group.as_deref() == group;
-    if let Some(dlq) = f.of(Hop::Dlq).find(|s| mine(s)) {
+    if let Some(dlq) = f.by(Hop::Dlq, group).next() {
         let tries = dlq
             .attr(attr::RECONSUME_COUNT)
             .and_then(|v| v.as_u64())
             .unwrap_or(0);
-        let failures: Vec<&SpanRecord> = f
-            .of(Hop::Process)
-            .filter(|s| mine(s) && s.is_error())
-            .collect();
+        let failures: Vec<&SpanRecord> =
+            f.by(Hop::Process, group).filter(|s| s.is_error()).collect();
         let last_error = failures
             .last()
             .and_then(|s| s.error_type.as_deref())
@@ -251,9 +300,24 @@ fn judge_group(
         );
         return verdict(group, Verdict::DeadLettered, Some("dlq"), text, &ev);
     }
-    if let Some(p) = f.of(Hop::Process).find(|s| mine(s) && !s.is_error()) {
-        let text = format!("processed by {} at {}", who(group), at(p.start_ns));
-        return verdict(group, Verdict::Delivered, None, text, &[p]);
+    let decisive = decisive_processing(f, group);
+    if let Some(p) = decisive.iter().copied().find(|s| !s.is_error()) {
+        let failed: Vec<&SpanRecord> = (decisive.iter().copied())
+            .filter(|s| s.is_error() && s.start_ns <= p.start_ns)
+            .collect();
+        let mut text = format!("processed by {} at {}", who(group), at(p.start_ns));
+        if let Some(last) = failed.last() {
+            text.push_str(&format!(
+                ", after {} failed attempt{} (the last at {}: {}) and a redelivery",
+                failed.len(),
+                if failed.len() == 1 { "" } else { "s" },
+                at(last.start_ns),
+                last.error_type.as_deref().unwrap_or("error")
+            ));
+        }
+        let mut ev = failed;
+        ev.push(p);
+        return verdict(group, Verdict::Delivered, None, text, &ev);
     }
     let prepares: Vec<&SpanRecord> = f.of(Hop::TxPrepare).collect();
     if !prepares.is_empty() && f.of(Hop::Store).next().is_none() {
@@ -348,6 +412,9 @@ fn unplaced(
             return verdict(group, Verdict::NeverSent, Some("send"), text, &intents);
         }
     }
+    if let Some(v) = failed_unplaced(e, f, &sends, group, options) {
+        return v;
+    }
     // Accepted (a send succeeded) but nothing says where it was stored: third-party spans.
     if let (Some(sent), Some(topic), Some(g)) = (f.sent_at, f.topic, group)
         && sends.iter().any(|s| send_ok(s))
@@ -357,7 +424,9 @@ fn unplaced(
     {
         let text = format!(
             "sent at {} and accepted, but {} never received it although it processed messages sent after it; \
-             the spans cannot say which hop lost it: broker flush, replication and recovery spans, and the group's offset commits, would name it",
+             the spans cannot say which hop lost it. Candidates: the broker (not flushed or not replicated before a crash, \
+             dropped as unroutable or expired) or a consumer that took it and never processed it (acknowledged on receipt, \
+             then crashed); the broker's flush, replication and recovery spans and the group's offset commits would name it",
             at(sent),
             who(group)
         );
@@ -373,6 +442,22 @@ fn unplaced(
         );
         return verdict(group, Verdict::InFlight, None, text, &sends);
     }
+    if let Some(sent) = sends.iter().find(|s| send_ok(s)) {
+        let text = match (group, f.topic) {
+            (None, Some(topic)) => format!(
+                "sent at {} and accepted for {topic}, but no consumer in the data reads {topic}: whether it was consumed cannot be said \
+                 (if nothing consumes {topic}, the broker may have dropped it as unroutable: a send that must reach a queue can ask to be told, e.g. RabbitMQ's mandatory flag)",
+                at(sent.start_ns)
+            ),
+            _ => format!(
+                "sent at {} and accepted, but nothing in the data says where it is or whether {} received it: \
+                 the group's processing spans, or messages it processed that were sent after this one, would tell",
+                at(sent.start_ns),
+                who(group)
+            ),
+        };
+        return verdict(group, Verdict::IncompleteTrace, None, text, &[sent]);
+    }
     let have: BTreeSet<&str> = f
         .spans
         .iter()
@@ -387,6 +472,137 @@ fn unplaced(
         }
     );
     verdict(group, Verdict::IncompleteTrace, None, text, &[])
+}
+
+/// Whether a record is an application's own log line (not a tracer's span).
+fn from_log(s: &SpanRecord) -> bool {
+    s.attr(attr::SOURCE).and_then(|v| v.as_str()) == Some("log")
+}
+
+/// The group's processing records that decide whether it processed the
+/// message. Where the application's own log speaks of its processing, it
+/// decides: it is the business code's word, where a tracer or a trace
+/// record only saw the listener return (the swallowed exception).
+fn decisive_processing<'a>(f: &Facts<'a>, group: Option<&str>) -> Vec<&'a SpanRecord> {
+    let mine: Vec<&SpanRecord> = f.by(Hop::Process, group).collect();
+    if mine.iter().any(|s| from_log(s)) {
+        mine.into_iter().filter(|s| from_log(s)).collect()
+    } else {
+        mine
+    }
+}
+
+/// Processing failed and no broker offsets say what became of the message
+/// (third-party spans, logs): was it retried, or did the group go on?
+/// For per-message acknowledgements the group moving on is the commit.
+fn failed_unplaced(
+    e: &Evidence<'_>,
+    f: &Facts<'_>,
+    sends: &[&SpanRecord],
+    group: Option<&str>,
+    options: &Options,
+) -> Option<GroupVerdict> {
+    let (g, topic) = (group?, f.topic?);
+    let decisive = decisive_processing(f, group);
+    let Some(last) = decisive
+        .iter()
+        .copied()
+        .filter(|s| s.is_error())
+        .max_by_key(|s| s.start_ns)
+    else {
+        return received_unprocessed(e, f, g, topic, &decisive, options);
+    };
+    // Sources that disagree: the more specific wins, and the story says so.
+    let overruled = f
+        .by(Hop::Process, group)
+        .find(|s| !s.is_error() && !from_log(s))
+        .filter(|_| from_log(last))
+        .map_or_else(String::new, |ok| {
+            format!(
+                " (the trace says {} processed it at {}; the application's log, the business code's own word, says it failed)",
+                ok.service,
+                at(ok.start_ns)
+            )
+        });
+    let error = last.error_type.as_deref().unwrap_or("error");
+    let after = |s: &&SpanRecord| s.start_ns >= last.start_ns;
+    // Sent back for retry, or published again (a Celery retry is a new apply_async).
+    let retry = f
+        .by(Hop::Retry, group)
+        .chain(sends.iter().copied().filter(|s| send_ok(s)))
+        .find(after);
+    if let Some(retry) = retry {
+        let text = format!(
+            "processing by {} failed at {} ({error}); it was sent again for a retry at {} and has not been processed since",
+            who(group),
+            at(last.start_ns),
+            at(retry.start_ns)
+        );
+        return Some(verdict(
+            group,
+            Verdict::InFlight,
+            Some("retry"),
+            text,
+            &[last, retry],
+        ));
+    }
+    let went_on = e.last_processing.get(&(g, topic)).copied()?;
+    if went_on <= last.end_ns.max(last.start_ns) + options.grace_ns {
+        return None;
+    }
+    let text = format!(
+        "processing by {} failed at {} ({error}){overruled} and it was never retried or redelivered, \
+         while the group went on processing messages until {}: the failure was acknowledged (or swallowed) as if it had succeeded",
+        who(group),
+        at(last.start_ns),
+        at(went_on)
+    );
+    let mut v = verdict(
+        group,
+        Verdict::LostAtConsumer,
+        Some("process"),
+        text,
+        &[last],
+    );
+    v.cause = Some(Cause::FailedButAcked);
+    Some(v)
+}
+
+/// Received by the group, never processed, never delivered again, while the
+/// group went on: the consumer had acknowledged it on receipt (RabbitMQ's
+/// auto-ack, Celery's default early ack) and stopped before processing it.
+fn received_unprocessed(
+    e: &Evidence<'_>,
+    f: &Facts<'_>,
+    g: &str,
+    topic: &str,
+    processing: &[&SpanRecord],
+    options: &Options,
+) -> Option<GroupVerdict> {
+    if !processing.is_empty() {
+        return None;
+    }
+    let received = f.by(Hop::Receive, Some(g)).max_by_key(|s| s.start_ns)?;
+    let went_on = e.last_processing.get(&(g, topic)).copied()?;
+    if went_on <= received.start_ns + options.grace_ns {
+        return None;
+    }
+    let text = format!(
+        "received by the {g} group at {} ({}) and never processed or delivered again, while the group went on processing messages until {}: \
+         it was acknowledged on receipt (auto-ack, an early ack) and the consumer stopped before processing it",
+        at(received.start_ns),
+        received.service,
+        at(went_on)
+    );
+    let mut v = verdict(
+        Some(g),
+        Verdict::LostAtConsumer,
+        Some("settle"),
+        text,
+        &[received],
+    );
+    v.cause = Some(Cause::CommittedBeforeProcessed);
+    Some(v)
 }
 
 /// A recovery or failover of the broker that ended below the message.
@@ -535,10 +751,7 @@ fn consumer_side(
         past.queue_offset.unwrap_or(0),
         at(past.start_ns)
     );
-    let failed: Vec<&SpanRecord> = f
-        .of(Hop::Process)
-        .filter(|s| s.group.as_deref() == Some(g) && s.is_error())
-        .collect();
+    let failed: Vec<&SpanRecord> = f.by(Hop::Process, group).filter(|s| s.is_error()).collect();
     if let Some(last) = failed.last() {
         let text = format!(
             "{stored}; processing failed at {} ({}) and the failure was swallowed: {commit}, past the message (queue offset {qo})",
@@ -567,8 +780,8 @@ fn consumer_side(
         d.range_start.is_some_and(|s| s <= qo) && d.range_end.is_some_and(|en| en > qo)
     };
     let received = f
-        .of(Hop::Receive)
-        .find(|s| s.group.as_deref() == Some(g))
+        .by(Hop::Receive, group)
+        .next()
         .or_else(|| deliveries.iter().find(delivered).copied());
     // Positive evidence that it was committed and then never processed: the
     // consumer says it committed on receipt, and the group went on processing

@@ -39,8 +39,8 @@ fn a_trace_record_and_a_log_line_of_one_message_judge_it_delivered() {
     )
     .unwrap();
     let mut all = Vec::new();
-    read_file(&trace, None, |r| all.extend(r)).unwrap();
-    read_file(&log, None, |r| all.extend(r)).unwrap();
+    read_file(&trace, None, &Default::default(), |r| all.extend(r)).unwrap();
+    read_file(&log, None, &Default::default(), |r| all.extend(r)).unwrap();
     let verdicts = analyze(&Evidence::new(&all), &Options::default());
     assert_eq!(verdicts[0].verdicts[0].verdict, Verdict::Delivered);
 }

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod ingest;
+mod instrumentation;
 pub mod messages;
 pub mod normalize;
 pub mod otlp;

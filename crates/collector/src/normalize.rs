@@ -14,6 +14,8 @@
 use lasthop_vocab::{
     AttrValue, Attribute, Hop, SpanEvent, SpanKind, SpanLink, SpanRecord, StatusCode, attr,
 };
+
+use crate::instrumentation::{self, Shape};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -45,8 +47,9 @@ pub fn normalize_request(request: ExportTraceServiceRequest) -> Normalized {
             }
         }
         for scope_spans in resource_spans.scope_spans {
+            let scope = scope_spans.scope.map(|s| s.name).unwrap_or_default();
             for span in scope_spans.spans {
-                match normalize_span(span, &service, &resource) {
+                match normalize_span(span, &scope, &service, &resource) {
                     Ok(record) => out.records.push(record),
                     Err(reason) => {
                         out.rejected += 1;
@@ -59,9 +62,10 @@ pub fn normalize_request(request: ExportTraceServiceRequest) -> Normalized {
     out
 }
 
-/// Normalizes one span; `Err` carries why it was refused.
+/// Normalizes one span of instrumentation scope `scope`; `Err` carries why it was refused.
 pub fn normalize_span(
     span: Span,
+    scope: &str,
     service: &str,
     resource: &[Attribute],
 ) -> Result<SpanRecord, String> {
@@ -72,6 +76,7 @@ pub fn normalize_span(
         trace_id: &span.trace_id,
         span_id: &span.span_id,
         parent_span_id: &span.parent_span_id,
+        scope,
         name: span.name,
         kind: span.kind,
         start_ns: span.start_time_unix_nano,
@@ -109,6 +114,8 @@ pub(crate) struct SpanParts<'a, K> {
     pub trace_id: &'a [u8],
     pub span_id: &'a [u8],
     pub parent_span_id: &'a [u8],
+    /// The instrumentation scope's name (empty when none).
+    pub scope: &'a str,
     pub name: String,
     pub kind: i32,
     pub start_ns: u64,
@@ -138,15 +145,30 @@ pub(crate) fn normalize_parts<K: AsRef<str> + Into<String>>(
     let mut lifter = Lifter {
         attrs: span.attributes.into_iter().map(Some).collect(),
     };
+    let kind = SpanKind::from_otlp(span.kind);
     let hop = lifter.take(&[attr::HOP], |v| v.as_str()?.parse::<Hop>().ok());
-    let operation = lifter.peek(
-        &[
-            attr::MESSAGING_OPERATION_TYPE,
-            attr::legacy::MESSAGING_OPERATION,
-        ],
-        |v| v.as_str().map(hop_of_operation),
-    );
-    let hop = hop.or(operation.flatten());
+    let hop = hop.or_else(|| {
+        let operation = lifter.peek(
+            &[
+                attr::MESSAGING_OPERATION_TYPE,
+                attr::MESSAGING_OPERATION_NAME,
+                attr::legacy::MESSAGING_OPERATION,
+            ],
+            |v| {
+                v.as_str()
+                    .filter(|op| hop_of_operation(op).is_some())
+                    .map(str::to_owned)
+            },
+        );
+        instrumentation::hop(Shape {
+            scope: span.scope,
+            kind,
+            name: &span.name,
+            operation: operation.as_deref(),
+            messaging: lifter.any_messaging(),
+        })
+    });
+    let system = lifter.peek(&[attr::MESSAGING_SYSTEM], |v| v.as_str().map(str::to_owned));
     let message_id = lifter.take_text(&[
         attr::MESSAGING_MESSAGE_ID,
         attr::legacy::MESSAGING_MESSAGE_ID,
@@ -163,27 +185,52 @@ pub(crate) fn normalize_parts<K: AsRef<str> + Into<String>>(
     let topic = lifter.take_text(&[
         attr::MESSAGING_DESTINATION_NAME,
         attr::legacy::MESSAGING_DESTINATION,
+        attr::MESSAGING_RABBITMQ_ROUTING_KEY,
+        attr::legacy::MESSAGING_RABBITMQ_ROUTING_KEY,
     ]);
+    let topic = instrumentation::destination(span.scope, topic);
     let queue_id = lifter.take(
         &[
             attr::MESSAGING_DESTINATION_PARTITION_ID,
             attr::legacy::MESSAGING_KAFKA_PARTITION,
+            attr::legacy::MESSAGING_KAFKA_PARTITION_OLD,
+            attr::legacy::MESSAGING_ROCKETMQ_QUEUE_ID,
         ],
-        |v| v.as_u64().and_then(|n| u32::try_from(n).ok()),
+        |v| {
+            v.as_u64()
+                .or_else(|| v.as_str()?.parse().ok())
+                .and_then(|n| u32::try_from(n).ok())
+        },
     );
     let queue_offset = lifter.take(
         &[
             attr::QUEUE_OFFSET,
             attr::MESSAGING_KAFKA_OFFSET,
             attr::legacy::MESSAGING_KAFKA_MESSAGE_OFFSET,
+            attr::legacy::MESSAGING_ROCKETMQ_QUEUE_OFFSET,
         ],
         AttrValue::as_u64,
     );
+    let message_id = message_id.or_else(|| {
+        instrumentation::kafka_record_id(
+            system.as_deref(),
+            topic.as_deref(),
+            queue_id,
+            queue_offset,
+        )
+    });
     let group = lifter.take_text(&[
         attr::MESSAGING_CONSUMER_GROUP_NAME,
         attr::legacy::MESSAGING_ROCKETMQ_CLIENT_GROUP,
         attr::legacy::MESSAGING_KAFKA_CONSUMER_GROUP,
     ]);
+    // No group named: the destination a consumer reads is its group of
+    // competing consumers (a RabbitMQ or Celery queue).
+    let group = group.or_else(|| {
+        matches!(hop, Some(Hop::Receive | Hop::Process | Hop::Settle))
+            .then(|| topic.clone())
+            .flatten()
+    });
     let broker = lifter.take_text(&[attr::BROKER]);
     let epoch = lifter.take(&[attr::BROKER_EPOCH], AttrValue::as_u64);
     let commitlog_offset = lifter.take(&[attr::COMMITLOG_OFFSET], AttrValue::as_u64);
@@ -198,6 +245,14 @@ pub(crate) fn normalize_parts<K: AsRef<str> + Into<String>>(
         (status_code == StatusCode::Error)
             .then(|| exception_type(&events))
             .flatten()
+    });
+    let error_type = error_type.or_else(|| {
+        let text = |key| lifter.peek(&[key], |v| v.as_str().map(str::to_owned));
+        instrumentation::celery_failure(
+            span.scope,
+            text(attr::CELERY_STATE).as_deref(),
+            text(attr::CELERY_RETRY_REASON).as_deref(),
+        )
     });
 
     Ok(SpanRecord {
@@ -216,7 +271,7 @@ pub(crate) fn normalize_parts<K: AsRef<str> + Into<String>>(
             .collect(),
         service: service.to_owned(),
         name: span.name,
-        kind: SpanKind::from_otlp(span.kind),
+        kind,
         start_ns: span.start_ns,
         end_ns: span.end_ns,
         status: status_code,
@@ -282,6 +337,11 @@ impl<K: AsRef<str>> Lifter<K> {
             AttrValue::Str(s) => Some(s),
             other => other.scalar_text(),
         }
+    }
+
+    /// Whether any attribute is a messaging one (`messaging.*`).
+    fn any_messaging(&self) -> bool {
+        (self.attrs.iter().flatten()).any(|(k, _)| k.as_ref().starts_with("messaging."))
     }
 
     /// Like `take`, but the attribute stays.

@@ -144,10 +144,12 @@ fn current_name_wins_over_older_one_which_is_kept() {
 
 #[test]
 fn unparsable_values_stay_attributes() {
-    let span = span_with(vec![
+    let mut span = span_with(vec![
         kv("messaging.destination.partition.id", s("abc")),
         kv("lasthop.hop", s("teleport")),
     ]);
+    span.kind = 1; // internal, and a name that names no operation: no hop from them either
+    span.name = "order_paid".into();
     let r = &normalize_request(request(vec![span])).records[0];
     assert_eq!(r.queue_id, None);
     assert_eq!(r.hop, None);
@@ -235,17 +237,37 @@ proptest! {
     ) {
         let kvs: Vec<KeyValue> = attrs.iter().map(|(k, v)| kv(k, v.clone()))
             .chain(extra.iter().map(|(k, v)| kv(k, v.clone()))).collect();
-        let r = normalize_span(span_with(kvs.clone()), "svc", &[]).unwrap();
-        let lifted = [
-            r.hop.is_some() as usize, r.message_id.is_some() as usize, r.topic.is_some() as usize,
-            r.queue_id.is_some() as usize, r.queue_offset.is_some() as usize,
-            r.group.is_some() as usize, r.broker.is_some() as usize, r.epoch.is_some() as usize,
-            r.commitlog_offset.is_some() as usize, r.error_type.is_some() as usize,
-        ].iter().sum::<usize>();
-        prop_assert_eq!(lifted + r.attributes.len(), kvs.len());
+        let r = normalize_span(span_with(kvs.clone()), "", "svc", &[]).unwrap();
         for a in &r.attributes {
             prop_assert!(kvs.iter().any(|kv| kv.key == a.key));
         }
+        // Each attribute that left `attributes` was lifted into its field
+        // (a field may also be derived otherwise: the hop from the span's
+        // kind, a consumer's group from its destination).
+        let count = |key: &str, keys: &mut dyn Iterator<Item = &str>| keys.filter(|k| *k == key).count();
+        let mut consumed = 0;
+        for key in LIFTED {
+            let n = count(key, &mut kvs.iter().map(|k| k.key.as_str()))
+                - count(key, &mut r.attributes.iter().map(|a| a.key.as_str()));
+            prop_assert!(n <= 1, "{key} lifted {n} times");
+            if n == 1 {
+                let field = match *key {
+                    "lasthop.hop" => r.hop.is_some(),
+                    "messaging.message.id" | "messaging.message_id" => r.message_id.is_some(),
+                    "messaging.destination.name" | "messaging.destination" => r.topic.is_some(),
+                    "messaging.destination.partition.id" => r.queue_id.is_some(),
+                    "lasthop.queue.offset" | "messaging.kafka.message.offset" => r.queue_offset.is_some(),
+                    "messaging.consumer.group.name" | "messaging.rocketmq.client_group" => r.group.is_some(),
+                    "lasthop.broker" => r.broker.is_some(),
+                    "lasthop.broker.epoch" => r.epoch.is_some(),
+                    "lasthop.commitlog.offset" => r.commitlog_offset.is_some(),
+                    _ => r.error_type.is_some(),
+                };
+                prop_assert!(field, "{key} left the attributes but its field is empty");
+            }
+            consumed += n;
+        }
+        prop_assert_eq!(consumed + r.attributes.len(), kvs.len());
     }
 
     /// A span written with the older names reads as the same record as one
@@ -265,8 +287,8 @@ proptest! {
             kv("messaging.destination", s(&topic)), kv("messaging.kafka.message.offset", i(offset as i64)),
             kv("messaging.rocketmq.client_group", s(&group)),
         ]);
-        let mut a = normalize_span(current, "svc", &[]).unwrap();
-        let mut b = normalize_span(older, "svc", &[]).unwrap();
+        let mut a = normalize_span(current, "", "svc", &[]).unwrap();
+        let mut b = normalize_span(older, "", "svc", &[]).unwrap();
         prop_assert_eq!(a.attributes.len(), 1);
         prop_assert_eq!(b.attributes.len(), 1);
         a.attributes.clear();
@@ -280,7 +302,7 @@ proptest! {
         let mut span = span_with(vec![]);
         span.trace_id = t.clone();
         span.span_id = sp.clone();
-        let ok = normalize_span(span, "svc", &[]).is_ok();
+        let ok = normalize_span(span, "", "svc", &[]).is_ok();
         prop_assert_eq!(ok, t.len() == 16 && sp.len() == 8 && t.iter().any(|b| *b != 0) && sp.iter().any(|b| *b != 0));
     }
 }

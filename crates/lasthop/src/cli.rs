@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use lasthop_collector::ingest::InputFormat;
+use lasthop_collector::ingest::text_log::LogPattern;
+use lasthop_collector::ingest::{InputFormat, ReadOptions};
 
 use crate::data_dir::DataDir;
 
@@ -341,6 +342,11 @@ pub struct QueryArgs {
     /// Seconds of silence before a message not yet consumed can count as lost.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub grace: u64,
+    /// The time to judge at (RFC 3339 or epoch milliseconds). By default the
+    /// end of the data, the newest span: history has its own "now", so a
+    /// message sent moments before the data ends is in flight, not unknown.
+    #[arg(long, value_name = "T")]
+    pub now: Option<String>,
     /// A consumer group expected to consume the topic, besides those seen consuming it (repeatable).
     #[arg(long = "group", value_name = "G")]
     pub groups: Vec<String>,
@@ -374,6 +380,8 @@ pub struct ReportArgs {
     /// Format of every --input file.
     #[arg(long, value_name = "FORMAT", requires = "inputs", value_parser = input_format())]
     pub input_format: Option<InputFormat>,
+    #[command(flatten)]
+    pub reading: Reading,
     /// Only spans that started at or after this time (RFC 3339 or epoch milliseconds).
     #[arg(long, value_name = "T")]
     pub since: Option<String>,
@@ -417,6 +425,11 @@ pub struct ReportArgs {
     /// Seconds of silence before a message not yet consumed can count as lost.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub grace: u64,
+    /// The time to judge at (RFC 3339 or epoch milliseconds). By default the
+    /// end of the data, the newest span: history has its own "now", so a
+    /// message sent moments before the data ends is in flight, not unknown.
+    #[arg(long, value_name = "T")]
+    pub now: Option<String>,
     /// A consumer group expected to consume every topic (repeatable).
     #[arg(long = "group", value_name = "G")]
     pub groups: Vec<String>,
@@ -429,9 +442,32 @@ pub struct IngestArgs {
     /// Format of every input file; without it each file's format is told from its content.
     #[arg(long, value_name = "FORMAT", value_parser = input_format())]
     pub input_format: Option<InputFormat>,
+    #[command(flatten)]
+    pub reading: Reading,
     /// Files to load.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+}
+
+/// How input files are read (`ingest`, `report --input`).
+#[derive(Debug, Args)]
+pub struct Reading {
+    /// Read plain-text logs with this regular expression instead of the
+    /// built-in logback/log4j layout. Named groups: time (RFC 3339,
+    /// "YYYY-MM-DD HH:MM:SS[.fff]" as UTC, or epoch ms) and msg_id, keys or
+    /// trace_id; optional hop, outcome, error, level, service, topic, group,
+    /// message. Files are told apart by content as usual; give
+    /// --input-format text-log when a log does not start with a date.
+    #[arg(long, value_name = "REGEX")]
+    pub log_pattern: Option<LogPattern>,
+}
+
+impl Reading {
+    pub fn options(&self) -> ReadOptions {
+        ReadOptions {
+            log_pattern: self.log_pattern.clone(),
+        }
+    }
 }
 
 /// `--input-format` takes the name of any input format the collector's

@@ -24,6 +24,12 @@ pub const MESSAGING_CLIENT_ID: &str = "messaging.client.id";
 pub const MESSAGING_KAFKA_OFFSET: &str = "messaging.kafka.offset";
 /// Kafka message key in the current conventions.
 pub const MESSAGING_KAFKA_MESSAGE_KEY: &str = "messaging.kafka.message.key";
+/// RabbitMQ routing key (current conventions).
+pub const MESSAGING_RABBITMQ_ROUTING_KEY: &str = "messaging.rabbitmq.destination.routing_key";
+/// Celery's task state on a `run/...` span (`SUCCESS`, `FAILURE`, `RETRY`).
+pub const CELERY_STATE: &str = "celery.state";
+/// Why Celery retried a task.
+pub const CELERY_RETRY_REASON: &str = "celery.retry.reason";
 /// Error class of a failed operation.
 pub const ERROR_TYPE: &str = "error.type";
 /// Broker address as seen by a client.
@@ -49,8 +55,21 @@ pub mod legacy {
     pub const MESSAGING_KAFKA_CONSUMER_GROUP: &str = "messaging.kafka.consumer.group";
     /// Pre-1.21 Kafka partition.
     pub const MESSAGING_KAFKA_PARTITION: &str = "messaging.kafka.destination.partition";
+    /// Pre-1.17 Kafka partition (opentelemetry-instrumentation-kafka-python, -confluent-kafka).
+    pub const MESSAGING_KAFKA_PARTITION_OLD: &str = "messaging.kafka.partition";
+    /// Pre-1.21 RabbitMQ routing key.
+    pub const MESSAGING_RABBITMQ_ROUTING_KEY: &str = "messaging.rabbitmq.routing_key";
+    /// The OpenTelemetry Java agent's RocketMQ queue id.
+    pub const MESSAGING_ROCKETMQ_QUEUE_ID: &str = "messaging.rocketmq.queue_id";
+    /// The OpenTelemetry Java agent's RocketMQ queue offset.
+    pub const MESSAGING_ROCKETMQ_QUEUE_OFFSET: &str = "messaging.rocketmq.queue_offset";
+    /// The OpenTelemetry Java agent's RocketMQ send status (`SEND_OK`, ...).
+    pub const MESSAGING_ROCKETMQ_SEND_RESULT: &str = "messaging.rocketmq.send_result";
 }
 
+/// Where a record came from when it is not a span: `log` (an application
+/// log line), `rocketmq-trace` (a RocketMQ message-trace record).
+pub const SOURCE: &str = "lasthop.source";
 /// The hop this span records (see [`crate::Hop`]).
 pub const HOP: &str = "lasthop.hop";
 /// Broker name.

@@ -279,8 +279,8 @@ fn read_file_detects_and_reads_each_format() {
     )
     .unwrap();
     let mut all = Vec::new();
-    let a = read_file(&trace, None, |r| all.extend(r)).unwrap();
-    let b = read_file(&log, None, |r| all.extend(r)).unwrap();
+    let a = read_file(&trace, None, &Default::default(), |r| all.extend(r)).unwrap();
+    let b = read_file(&log, None, &Default::default(), |r| all.extend(r)).unwrap();
     assert_eq!(
         (a.format, a.spans, b.format, b.spans),
         (format("rocketmq-trace"), 1, format("jsonl"), 1)

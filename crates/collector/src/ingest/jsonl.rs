@@ -3,7 +3,7 @@
 //! array); optional `topic`, `group`, `service`, `outcome` (`ok`/`error`),
 //! `error`, `trace_id`; every other field is kept as an attribute.
 
-use lasthop_vocab::{AttrValue, Attribute, Hop, SpanRecord, StatusCode};
+use lasthop_vocab::{AttrValue, Attribute, Hop, SpanRecord, StatusCode, attr};
 use serde_json::{Map, Value};
 
 use super::{BadRecord, Reader, Sniff};
@@ -28,6 +28,7 @@ impl Reader for Jsonl {
     fn read(
         &self,
         path: &std::path::Path,
+        _options: &super::ReadOptions,
         sink: &mut dyn FnMut(Vec<SpanRecord>),
     ) -> std::io::Result<Vec<BadRecord>> {
         let text = std::fs::read_to_string(path)?;
@@ -96,7 +97,11 @@ pub fn parse_line(line: &str, span_id: String) -> Result<SpanRecord, String> {
         keys,
         topic: take_str(&mut o, "topic"),
         group: take_str(&mut o, "group"),
-        attributes: attributes(o),
+        attributes: {
+            let mut attributes = attributes(o);
+            attributes.push(Attribute::new(attr::SOURCE, AttrValue::Str("log".into())));
+            attributes
+        },
         ..SpanRecord::default()
     })
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lasthop_vocab::SpanRecord;
 
-use super::{FileRead, InputFormat, read_file};
+use super::{FileRead, InputFormat, ReadOptions, read_file};
 use crate::{AcceptError, Pipeline};
 
 /// Spans handed to the pipeline at once.
@@ -33,13 +33,15 @@ pub struct LoadError {
     pub source: AcceptError,
 }
 
-/// Loads `files` (each in `format`, or told from its content) into
+/// Loads `files` (each in `format`, or told from its content, read as
+/// `options` say) into
 /// `pipeline`, a batch at a time. `on_file` hears how each file was read (or
 /// why it could not be); an unreadable file is counted and the others load.
 pub fn load_files(
     pipeline: &Pipeline,
     files: &[PathBuf],
     format: Option<InputFormat>,
+    options: &ReadOptions,
     on_file: &mut dyn FnMut(&Path, &std::io::Result<FileRead>),
 ) -> Result<Loaded, LoadError> {
     let mut loaded = Loaded::default();
@@ -54,7 +56,7 @@ pub fn load_files(
                 failure = Some(e);
             }
         };
-        let read = read_file(path, format, |records| {
+        let read = read_file(path, format, options, |records| {
             batch.extend(records);
             if batch.len() >= BATCH {
                 flush(&mut batch);

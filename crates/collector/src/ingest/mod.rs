@@ -17,6 +17,7 @@ pub mod jsonl;
 mod load;
 pub mod otlp_json;
 pub mod rocketmq_trace;
+pub mod text_log;
 
 use std::fmt;
 use std::io::{self, Read};
@@ -62,8 +63,17 @@ pub trait Reader: Sync {
     fn read(
         &self,
         path: &Path,
+        options: &ReadOptions,
         sink: &mut dyn FnMut(Vec<SpanRecord>),
     ) -> io::Result<Vec<BadRecord>>;
+}
+
+/// What a user can say about how inputs are read.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// `--log-pattern`: how plain-text log lines are read, instead of the
+    /// built-in logback/log4j layout (see [`text_log`]).
+    pub log_pattern: Option<text_log::LogPattern>,
 }
 
 /// How many bytes of a file content sniffing looks at.
@@ -80,6 +90,7 @@ impl InputFormat {
         InputFormat(&otlp_json::OtlpJson),
         InputFormat(&rocketmq_trace::RocketmqTrace),
         InputFormat(&jsonl::Jsonl),
+        InputFormat(&text_log::TextLog),
     ];
 
     pub fn name(self) -> &'static str {
@@ -112,9 +123,10 @@ impl InputFormat {
     pub fn read(
         self,
         path: &Path,
+        options: &ReadOptions,
         sink: &mut dyn FnMut(Vec<SpanRecord>),
     ) -> io::Result<Vec<BadRecord>> {
-        self.0.read(path, sink)
+        self.0.read(path, options, sink)
     }
 }
 
@@ -173,6 +185,7 @@ pub(crate) fn short_hash(s: &str) -> u32 {
 pub fn read_file(
     path: &Path,
     format: Option<InputFormat>,
+    options: &ReadOptions,
     mut sink: impl FnMut(Vec<SpanRecord>),
 ) -> io::Result<FileRead> {
     let format = match format {
@@ -186,7 +199,7 @@ pub fn read_file(
         }
     };
     let mut spans = 0;
-    let bad = format.read(path, &mut |records| {
+    let bad = format.read(path, options, &mut |records| {
         spans += records.len() as u64;
         sink(records);
     })?;

@@ -37,6 +37,7 @@ impl Reader for OtlpJson {
     fn read(
         &self,
         path: &Path,
+        _options: &super::ReadOptions,
         sink: &mut dyn FnMut(Vec<SpanRecord>),
     ) -> io::Result<Vec<BadRecord>> {
         read_file(path, sink).map(|summary| summary.bad)

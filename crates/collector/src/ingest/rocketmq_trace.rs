@@ -44,6 +44,7 @@ impl Reader for RocketmqTrace {
     fn read(
         &self,
         path: &std::path::Path,
+        _options: &super::ReadOptions,
         sink: &mut dyn FnMut(Vec<SpanRecord>),
     ) -> std::io::Result<Vec<BadRecord>> {
         let data = std::fs::read(path)?;

@@ -123,16 +123,27 @@ fn resource_attributes(
     Ok(())
 }
 
-fn scope_spans(
-    mut r: Reader<'_>,
+fn scope_spans<'a>(
+    message: Reader<'a>,
     service: &str,
     resource: &[Attribute],
     out: &mut Normalized,
 ) -> Result<()> {
+    // The scope first (it may follow the spans on the wire), then the spans.
+    let mut scope = "";
+    let mut r = message.clone();
+    while let Some((tag, wire)) = r.field("ScopeSpans")? {
+        match tag {
+            1 => scope = scope_name(r.message(wire, "ScopeSpans.scope")?)?,
+            _ => r.skip(tag, wire, "ScopeSpans")?,
+        }
+    }
+    let mut r = message;
     while let Some((tag, wire)) = r.field("ScopeSpans")? {
         match tag {
             2 => {
-                let parts = span(r.message(wire, "ScopeSpans.spans")?)?;
+                let mut parts = span(r.message(wire, "ScopeSpans.spans")?)?;
+                parts.scope = scope;
                 match normalize_parts(parts, service, resource) {
                     Ok(record) => out.records.push(record),
                     Err(reason) => {
@@ -147,11 +158,24 @@ fn scope_spans(
     Ok(())
 }
 
+/// `InstrumentationScope.name`.
+fn scope_name<'a>(mut r: Reader<'a>) -> Result<&'a str> {
+    let mut name = "";
+    while let Some((tag, wire)) = r.field("InstrumentationScope")? {
+        match tag {
+            1 => name = r.str(wire, "InstrumentationScope.name")?,
+            _ => r.skip(tag, wire, "InstrumentationScope")?,
+        }
+    }
+    Ok(name)
+}
+
 fn span(mut r: Reader<'_>) -> Result<SpanParts<'_, &str>> {
     let mut s = SpanParts {
         trace_id: &[],
         span_id: &[],
         parent_span_id: &[],
+        scope: "",
         name: String::new(),
         kind: 0,
         start_ns: 0,

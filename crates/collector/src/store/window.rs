@@ -63,6 +63,22 @@ pub enum Messages<'a> {
 }
 
 impl SpanStore {
+    /// When the newest span of the store started (`None` when it holds
+    /// none): the end of the data, history's "now". Read from each segment's
+    /// column statistics, without a scan.
+    pub fn newest_start_ns(&self) -> Result<Option<u64>, StoreError> {
+        let mut newest = None;
+        for segment in self.searcher().segment_readers() {
+            if segment.num_docs() == 0 {
+                continue;
+            }
+            if let Some(column) = segment.fast_fields().column_opt::<u64>("start_ns")? {
+                newest = newest.max(Some(column.max_value()));
+            }
+        }
+        Ok(newest)
+    }
+
     /// How many spans started in `[start_ns, end_ns)`.
     pub fn count_in_window(&self, start_ns: u64, end_ns: u64) -> Result<u64, StoreError> {
         let query = self.time_query(Some(start_ns), Some(end_ns));

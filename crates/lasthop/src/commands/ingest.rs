@@ -33,7 +33,14 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let data = &args.data.path;
     let pipeline = Pipeline::open(data, PipelineOptions::default())
         .with_context(|| format!("cannot open {} for loading", data.display()))?;
-    let loaded = load_files(&pipeline, &args.files, args.input_format, &mut tell_file)?;
+    let options = args.reading.options();
+    let loaded = load_files(
+        &pipeline,
+        &args.files,
+        args.input_format,
+        &options,
+        &mut tell_file,
+    )?;
     pipeline.shutdown();
     let stored = lasthop_collector::SpanStore::open(data)?.count();
     println!(

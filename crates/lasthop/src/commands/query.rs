@@ -4,7 +4,8 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use lasthop_analyzer::{Evidence, MessageVerdicts, Options};
+use lasthop_analyzer::report::{Window, rfc3339_ms};
+use lasthop_analyzer::{Evidence, JudgedAt, MessageVerdicts, Options};
 use lasthop_collector::SpanStore;
 use lasthop_collector::api::jaeger::lifted_attributes;
 use lasthop_collector::messages::{MessageSpans, group_by_message};
@@ -12,6 +13,7 @@ use lasthop_vocab::SpanRecord;
 use serde_json::{Map, Value, json};
 
 use crate::cli::{OutputFormat, QueryArgs};
+use crate::commands::report::parse_time;
 
 pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let (kind, value) = match (&args.trace_id, &args.msg_id, &args.key) {
@@ -23,8 +25,12 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     if kind == "trace_id" && !(value.len() == 32 && value.bytes().all(|b| b.is_ascii_hexdigit())) {
         bail!("--trace-id must be 32 hex digits, got {value:?}");
     }
-    let all = match &args.server {
-        Some(url) => fetch(url, kind, &value)?,
+    let (all, newest) = match &args.server {
+        Some(url) => {
+            let all = fetch(url, kind, &value)?;
+            let newest = all.iter().map(|s| s.start_ns).max();
+            (all, newest)
+        }
         None => {
             let store = SpanStore::open(&args.data.path)?;
             let found = match kind {
@@ -32,9 +38,11 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
                 "msg_id" => store.by_message_id(&value)?,
                 _ => store.by_key(&value)?,
             };
-            store.with_context(found)?
+            (store.with_context(found)?, store.newest_start_ns()?)
         }
     };
+    let flag = args.now.as_deref().map(parse_time).transpose()?;
+    let at = JudgedAt::resolve(flag, newest, None);
     // The lookup's own spans; the rest is context for the analysis.
     let wanted = |r: &SpanRecord| match kind {
         "trace_id" => r.trace_id == value,
@@ -44,9 +52,10 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let records: Vec<SpanRecord> = all.iter().filter(|r| wanted(r)).cloned().collect();
     let options = Options {
         grace_ns: args.grace * 1_000_000_000,
+        now_ns: at.ns,
         groups: args.groups.clone(),
-        ..Options::default()
     };
+    let judged = Window::new(None, None, at).judged().unwrap_or_default();
     let verdicts = lasthop_analyzer::analyze(&Evidence::new(&all), &options);
     let messages = group_by_message(&records);
     let verdict_of = |m: &MessageSpans| {
@@ -57,9 +66,14 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     match args.format {
         OutputFormat::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&json_output(&messages, &verdict_of))?
+            serde_json::to_string_pretty(&json_output(&messages, &verdict_of, at))?
         ),
-        OutputFormat::Text => print!("{}", text_output(kind, &value, &messages, &verdict_of)),
+        OutputFormat::Text => {
+            print!("{}", text_output(kind, &value, &messages, &verdict_of));
+            if !messages.is_empty() {
+                println!("\n{judged}");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -109,6 +123,7 @@ fn hop_json(r: &SpanRecord) -> Value {
 fn json_output<'a>(
     messages: &[MessageSpans],
     verdict_of: &dyn Fn(&MessageSpans) -> Option<&'a MessageVerdicts>,
+    at: JudgedAt,
 ) -> Value {
     let messages: Vec<Value> = messages
         .iter()
@@ -126,7 +141,11 @@ fn json_output<'a>(
             })
         })
         .collect();
-    json!({ "messages": messages })
+    json!({
+        "messages": messages,
+        "judged_at": rfc3339_ms(at.ns),
+        "judged_at_from": at.from,
+    })
 }
 
 fn outcome(r: &SpanRecord) -> String {

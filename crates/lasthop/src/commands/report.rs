@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lasthop_analyzer::report::{ReportBuilder, Window};
-use lasthop_analyzer::{JudgeOptions, Options, Progress, judge_spans, judge_window};
+use lasthop_analyzer::{JudgeOptions, JudgedAt, Options, Progress, judge_spans, judge_window};
 use lasthop_collector::ingest::{load_files, read_file};
 use lasthop_collector::{Pipeline, PipelineOptions, SpanStore};
 use lasthop_vocab::SpanRecord;
@@ -24,7 +24,7 @@ use crate::commands::ingest::tell_file;
 const MAX_SPANS: usize = 5_000_000;
 
 /// RFC 3339 or epoch milliseconds, to ns since the epoch.
-fn parse_time(text: &str) -> anyhow::Result<u64> {
+pub(crate) fn parse_time(text: &str) -> anyhow::Result<u64> {
     if let Ok(ms) = text.parse::<u64>() {
         return Ok(ms * 1_000_000);
     }
@@ -88,8 +88,9 @@ fn read_spans(
     }
     let mut spans = Vec::new();
     let mut bad = 0;
+    let options = args.reading.options();
     for path in &args.inputs {
-        let read = read_file(path, args.input_format, |r| spans.extend(r))
+        let read = read_file(path, args.input_format, &options, |r| spans.extend(r))
             .with_context(|| format!("cannot read {}", path.display()))?;
         bad += read.bad.len();
         tell_file(path, &Ok(read));
@@ -117,7 +118,14 @@ fn spool(args: &ReportArgs, input_bytes: u64) -> anyhow::Result<(SpanStore, temp
     );
     let pipeline = Pipeline::open(dir.path(), PipelineOptions::default())
         .with_context(|| format!("cannot open a store in {}", dir.path().display()))?;
-    let loaded = load_files(&pipeline, &args.inputs, args.input_format, &mut tell_file)?;
+    let options = args.reading.options();
+    let loaded = load_files(
+        &pipeline,
+        &args.inputs,
+        args.input_format,
+        &options,
+        &mut tell_file,
+    )?;
     pipeline.shutdown();
     if loaded.spans == 0 && loaded.bad + loaded.unreadable > 0 {
         bail!("no input could be read");
@@ -160,35 +168,38 @@ fn judge_store(
 pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let since = args.since.as_deref().map(parse_time).transpose()?;
     let until = args.until.as_deref().map(parse_time).transpose()?;
-    let options = Options {
+    let now = args.now.as_deref().map(parse_time).transpose()?;
+    let options = |at: JudgedAt| Options {
         grace_ns: args.grace * 1_000_000_000,
+        now_ns: at.ns,
         groups: args.groups.clone(),
-        ..Options::default()
     };
-    let judging = JudgeOptions {
+    let judging = |at: JudgedAt| JudgeOptions {
         share_spans: args.share_spans,
         read_all: args.read_all,
         spill_dir: args.spool_dir.clone(),
-        rules: options.clone(),
+        rules: options(at),
     };
-    let window = Window {
-        since: args.since.clone(),
-        until: args.until.clone(),
-    };
+    let window = |at| Window::new(args.since.clone(), args.until.clone(), at);
     let window_ns = (since.unwrap_or(0), until.unwrap_or(u64::MAX));
     let input_bytes: u64 = (args.inputs.iter())
         .filter_map(|p| std::fs::metadata(p).ok())
         .map(|m| m.len())
         .sum();
+    let from_store = |store: &SpanStore| -> anyhow::Result<_> {
+        let at = JudgedAt::resolve(now, store.newest_start_ns()?, until);
+        Ok(judge_store(store, window_ns, &judging(at))?.finish(window(at)))
+    };
     let report = if args.server.is_none() && args.inputs.is_empty() {
-        let store = SpanStore::open(&args.data.path)?;
-        judge_store(&store, window_ns, &judging)?.finish(window)
+        from_store(&SpanStore::open(&args.data.path)?)?
     } else if !args.inputs.is_empty() && input_bytes > args.spool_above << 20 {
-        let store = spool(&args, input_bytes)?;
-        judge_store(&store.0, window_ns, &judging)?.finish(window)
+        // The temporary store lives until the report is judged.
+        let (store, _dir) = spool(&args, input_bytes)?;
+        from_store(&store)?
     } else {
         let spans = read_spans(&args, since, until)?;
-        judge_spans(&spans, &options)?.finish(window)
+        let at = JudgedAt::resolve(now, spans.iter().map(|s| s.start_ns).max(), until);
+        judge_spans(&spans, &options(at))?.finish(window(at))
     };
     let text = match args.format {
         ReportFormat::Text => report.to_text(),

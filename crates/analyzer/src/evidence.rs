@@ -33,9 +33,23 @@ impl<'a> Evidence<'a> {
     /// The same from spans held in several parts (e.g. one per segment).
     pub fn of(spans: impl IntoIterator<Item = &'a SpanRecord> + Clone) -> Evidence<'a> {
         let mut e = Evidence::default();
+        // Records that name no topic take their message's (RocketMQ's
+        // SubBefore and SubAfter name only the msgId; its Pub names the
+        // topic), in whatever file or format the other record came.
+        let mut topic_of: HashMap<&'a str, &'a str> = HashMap::new();
+        for s in spans.clone() {
+            if let (Some(id), Some(topic)) = (s.message_id.as_deref(), s.topic.as_deref()) {
+                topic_of.entry(id).or_insert(topic);
+            }
+        }
+        let topic = |s: &'a SpanRecord| -> Option<&'a str> {
+            s.topic
+                .as_deref()
+                .or_else(|| topic_of.get(s.message_id.as_deref()?).copied())
+        };
         for s in spans.clone() {
             let hop = s.hop;
-            if let (Some(group), Some(topic)) = (s.group.as_deref(), s.topic.as_deref())
+            if let (Some(group), Some(topic)) = (s.group.as_deref(), topic(s))
                 && matches!(hop, Some(Hop::Receive | Hop::Process | Hop::Settle))
             {
                 e.groups_by_topic.entry(topic).or_default().insert(group);
@@ -80,7 +94,7 @@ impl<'a> Evidence<'a> {
             .into_iter()
             .filter(|s| s.hop == Some(Hop::Process) && !s.is_error())
         {
-            if let (Some(g), Some(t)) = (p.group.as_deref(), p.topic.as_deref()) {
+            if let (Some(g), Some(t)) = (p.group.as_deref(), topic(p)) {
                 let last = e.last_processing.entry((g, t)).or_default();
                 *last = (*last).max(p.start_ns);
             }
@@ -99,7 +113,7 @@ impl<'a> Evidence<'a> {
                 .iter()
                 .filter(|s| s.hop == Some(Hop::Process) && !s.is_error())
             {
-                if let (Some(g), Some(t)) = (p.group.as_deref(), p.topic.as_deref()) {
+                if let (Some(g), Some(t)) = (p.group.as_deref(), topic(p)) {
                     let newest = e.newest_processed.entry((g, t)).or_default();
                     *newest = (*newest).max(sent);
                 }

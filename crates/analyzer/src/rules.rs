@@ -141,11 +141,11 @@ fn judge(e: &Evidence<'_>, id: &str, options: &Options) -> MessageVerdicts {
     let mut facts = Facts {
         spans,
         topic,
-        sent_at: spans
-            .iter()
-            .filter(|s| s.hop == Some(Hop::Send))
-            .map(|s| s.start_ns)
-            .min(),
+        // When it was sent: its first send attempt, or its half message's.
+        sent_at: [Hop::Send, Hop::TxPrepare].iter().find_map(|hop| {
+            let first = spans.iter().filter(|s| s.hop == Some(*hop));
+            first.map(|s| s.start_ns).min()
+        }),
         sole_group: None,
     };
     let location = location(&facts);
@@ -320,13 +320,18 @@ fn judge_group(
         return verdict(group, Verdict::Delivered, None, text, &ev);
     }
     let prepares: Vec<&SpanRecord> = f.of(Hop::TxPrepare).collect();
-    if !prepares.is_empty() && f.of(Hop::Store).next().is_none() {
+    let state = |s: &&SpanRecord| {
+        s.attr(attr::TX_STATE)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    // A commit without the broker's store span (RocketMQ message traces):
+    // the message goes on like any sent one.
+    let committed = f
+        .of(Hop::TxEnd)
+        .any(|s| state(&s).as_deref() == Some("commit"));
+    if !prepares.is_empty() && f.of(Hop::Store).next().is_none() && !committed {
         let ends: Vec<&SpanRecord> = f.of(Hop::TxEnd).collect();
-        let state = |s: &&SpanRecord| {
-            s.attr(attr::TX_STATE)
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        };
         if let Some(rb) = ends
             .iter()
             .find(|s| s.broker.is_some() && state(s).as_deref() == Some("rollback"))
@@ -377,7 +382,11 @@ fn unplaced(
     group: Option<&str>,
     options: &Options,
 ) -> GroupVerdict {
-    let sends: Vec<&SpanRecord> = f.of(Hop::Send).collect();
+    // A committed transaction's half message is its send.
+    let sends: Vec<&SpanRecord> = match f.of(Hop::Send).next() {
+        Some(_) => f.of(Hop::Send).collect(),
+        None => f.of(Hop::TxPrepare).collect(),
+    };
     if !sends.is_empty() && sends.iter().all(|s| s.is_error()) {
         let errors: Vec<String> = sends
             .iter()

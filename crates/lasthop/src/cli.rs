@@ -460,12 +460,19 @@ pub struct Reading {
     /// --input-format text-log when a log does not start with a date.
     #[arg(long, value_name = "REGEX")]
     pub log_pattern: Option<LogPattern>,
+    /// RocketMQ's maxReconsumeTimes for message-trace records: a message
+    /// whose consumption failed on retry number N goes to the dead-letter
+    /// queue [default: 16, RocketMQ's].
+    #[arg(long, value_name = "N")]
+    pub max_reconsume_times: Option<u64>,
 }
 
 impl Reading {
     pub fn options(&self) -> ReadOptions {
         ReadOptions {
             log_pattern: self.log_pattern.clone(),
+            max_reconsume_times: self.max_reconsume_times,
+            ..ReadOptions::default()
         }
     }
 }

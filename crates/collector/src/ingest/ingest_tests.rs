@@ -82,7 +82,11 @@ fn rocketmq_records_of_every_type() {
     ]));
     let (spans, bad) = rocketmq_trace::read(&data, "trace.bin");
     assert!(bad.is_empty(), "{bad:?}");
-    assert_eq!(spans.len(), 4);
+    assert_eq!(
+        spans.len(),
+        5,
+        "four records, and the retry the failed one implies"
+    );
     let send = &spans[0];
     assert_eq!(
         (send.hop, send.message_id.as_deref(), send.topic.as_deref()),
@@ -106,7 +110,32 @@ fn rocketmq_records_of_every_type() {
         (Some(Hop::Process), StatusCode::Error)
     );
     assert_eq!(process.group.as_deref(), Some("red-packet"));
-    let end = &spans[3];
+    assert_eq!(
+        process.error_type.as_deref(),
+        Some("TIME_OUT"),
+        "contextCode 1"
+    );
+    assert_eq!(
+        process.topic.as_deref(),
+        Some("order_paid"),
+        "the topic of its Pub"
+    );
+    let retry = &spans[3];
+    assert_eq!(
+        (
+            retry.hop,
+            retry.group.as_deref(),
+            retry.message_id.as_deref()
+        ),
+        (Some(Hop::Retry), Some("red-packet"), Some("MSG1"))
+    );
+    assert_eq!(
+        retry
+            .attr("lasthop.reconsume.count")
+            .and_then(|v| v.as_u64()),
+        Some(1)
+    );
+    let end = &spans[4];
     assert_eq!(end.hop, Some(Hop::TxEnd));
     assert_eq!(
         end.attr("lasthop.tx.state").and_then(|v| v.as_str()),
@@ -117,7 +146,7 @@ fn rocketmq_records_of_every_type() {
         Some(true)
     );
     let ids: std::collections::BTreeSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
-    assert_eq!(ids.len(), 4, "span ids are unique");
+    assert_eq!(ids.len(), 5, "span ids are unique");
 }
 
 #[test]
@@ -304,4 +333,65 @@ fn every_format_has_its_own_name_and_parses_back_from_it() {
         unknown.contains("otlp-json, rocketmq-trace, jsonl"),
         "{unknown}"
     );
+}
+
+#[test]
+fn rocketmq_semantics_half_messages_and_the_last_retry() {
+    let mut data = Vec::new();
+    let pub_half = [
+        "Pub",
+        "1763700000120",
+        "R",
+        "order-producer",
+        "order_paid",
+        "MSG1",
+        "",
+        "ORDER_1",
+        "10.0.0.1:10911",
+        "300",
+        "5",
+        "1",
+        OFFSET_MSG_ID,
+        "true",
+    ];
+    data.extend(record(&pub_half));
+    // The 16th retry (retryTimes 16) fails: the dead-letter queue.
+    data.extend(record(&[
+        "SubBefore",
+        "1763700001000",
+        "R",
+        "red-packet",
+        "REQ7",
+        "MSG2",
+        "16",
+        "ORDER_2",
+    ]));
+    data.extend(record(&[
+        "SubAfter", "REQ7", "MSG2", "3", "false", "ORDER_2", "2",
+    ]));
+    let (spans, bad) = rocketmq_trace::read(&data, "t.bin");
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(
+        spans[0].hop,
+        Some(Hop::TxPrepare),
+        "msgType 1 is Trans_Msg_Half"
+    );
+    let hops: Vec<_> = spans.iter().map(|s| s.hop).collect();
+    assert_eq!(
+        hops,
+        vec![
+            Some(Hop::TxPrepare),
+            Some(Hop::Receive),
+            Some(Hop::Process),
+            Some(Hop::Dlq)
+        ]
+    );
+    assert_eq!(spans[2].error_type.as_deref(), Some("EXCEPTION"));
+    // With a higher maxReconsumeTimes the 16th retry is not the last.
+    let options = ReadOptions {
+        max_reconsume_times: Some(20),
+        ..ReadOptions::default()
+    };
+    let (spans, _) = rocketmq_trace::read_with(&data, "t.bin", &options);
+    assert_eq!(spans.last().unwrap().hop, Some(Hop::Retry));
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lasthop_vocab::SpanRecord;
 
-use super::{FileRead, InputFormat, ReadOptions, read_file};
+use super::{FileRead, InputFormat, ReadOptions, format_of, read_file};
 use crate::{AcceptError, Pipeline};
 
 /// Spans handed to the pipeline at once.
@@ -45,6 +45,7 @@ pub fn load_files(
     on_file: &mut dyn FnMut(&Path, &std::io::Result<FileRead>),
 ) -> Result<Loaded, LoadError> {
     let mut loaded = Loaded::default();
+    let options = &with_rocketmq_topics(files, format, options);
     for path in files {
         let mut batch: Vec<SpanRecord> = Vec::new();
         let mut failure: Option<AcceptError> = None;
@@ -77,6 +78,29 @@ pub fn load_files(
         }
     }
     Ok(loaded)
+}
+
+/// `options` with the topics every RocketMQ trace file's producer records
+/// name, so that consumer records in other files are stored with theirs
+/// (a store is searched by topic; records without one would not be found).
+fn with_rocketmq_topics(
+    files: &[PathBuf],
+    format: Option<InputFormat>,
+    options: &ReadOptions,
+) -> ReadOptions {
+    let rocketmq = InputFormat::named("rocketmq-trace");
+    let mut topics = std::collections::HashMap::new();
+    for path in files {
+        if format_of(path, format).ok() == rocketmq
+            && let Ok(data) = std::fs::read(path)
+        {
+            topics.extend(super::rocketmq_trace::topics(&data));
+        }
+    }
+    ReadOptions {
+        rocketmq_topics: (!topics.is_empty()).then(|| std::sync::Arc::new(topics)),
+        ..options.clone()
+    }
 }
 
 /// Accepts a batch, first waiting for the index to have room.

@@ -74,6 +74,19 @@ pub struct ReadOptions {
     /// `--log-pattern`: how plain-text log lines are read, instead of the
     /// built-in logback/log4j layout (see [`text_log`]).
     pub log_pattern: Option<text_log::LogPattern>,
+    /// `--max-reconsume-times`: RocketMQ's retries before the dead-letter
+    /// queue (`None`: its default, 16).
+    pub max_reconsume_times: Option<u64>,
+    /// The topics of RocketMQ msgIds that other input files name (a
+    /// consumer's trace records carry none), filled in by [`load_files`].
+    pub rocketmq_topics: Option<std::sync::Arc<std::collections::HashMap<String, String>>>,
+}
+
+impl ReadOptions {
+    /// RocketMQ's `maxReconsumeTimes` in force.
+    pub fn max_reconsume_times(&self) -> u64 {
+        self.max_reconsume_times.unwrap_or(16)
+    }
 }
 
 /// How many bytes of a file content sniffing looks at.
@@ -164,6 +177,18 @@ impl std::str::FromStr for InputFormat {
     }
 }
 
+/// The format `path` is in: `format` when forced, else told from its first bytes.
+pub fn format_of(path: &Path, format: Option<InputFormat>) -> io::Result<InputFormat> {
+    if let Some(f) = format {
+        return Ok(f);
+    }
+    let mut head = Vec::with_capacity(SNIFF_BYTES);
+    std::fs::File::open(path)?
+        .take(SNIFF_BYTES as u64)
+        .read_to_end(&mut head)?;
+    Ok(InputFormat::detect(&head))
+}
+
 /// What reading a file found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRead {
@@ -188,16 +213,7 @@ pub fn read_file(
     options: &ReadOptions,
     mut sink: impl FnMut(Vec<SpanRecord>),
 ) -> io::Result<FileRead> {
-    let format = match format {
-        Some(f) => f,
-        None => {
-            let mut head = Vec::with_capacity(SNIFF_BYTES);
-            std::fs::File::open(path)?
-                .take(SNIFF_BYTES as u64)
-                .read_to_end(&mut head)?;
-            InputFormat::detect(&head)
-        }
-    };
+    let format = format_of(path, format)?;
     let mut spans = 0;
     let bad = format.read(path, options, &mut |records| {
         spans += records.len() as u64;

@@ -44,11 +44,11 @@ impl Reader for RocketmqTrace {
     fn read(
         &self,
         path: &std::path::Path,
-        _options: &super::ReadOptions,
+        options: &super::ReadOptions,
         sink: &mut dyn FnMut(Vec<SpanRecord>),
     ) -> std::io::Result<Vec<BadRecord>> {
         let data = std::fs::read(path)?;
-        let (records, bad) = read(&data, &path.display().to_string());
+        let (records, bad) = read_with(&data, &path.display().to_string(), options);
         sink(records);
         Ok(bad)
     }
@@ -79,12 +79,39 @@ pub fn decode_offset_msg_id(id: &str) -> Option<(String, u64)> {
     }
 }
 
-/// Parses a whole file's bytes; bad records are reported with their line.
+/// Parses a whole file's bytes with the default options.
 pub fn read(data: &[u8], source: &str) -> (Vec<SpanRecord>, Vec<BadRecord>) {
+    read_with(data, source, &super::ReadOptions::default())
+}
+
+/// What a SubBefore says of its pull request, for the SubAfter records of it.
+#[derive(Debug, Clone)]
+struct Request {
+    group: String,
+    time: u64,
+    /// The message's `retryTimes` in it, by msgId.
+    retries: HashMap<String, u64>,
+}
+
+/// Parses a whole file's bytes; bad records are reported with their line.
+///
+/// RocketMQ's semantics are read in: a failed consumption (`SubAfter`
+/// with success false: the listener returned RECONSUME_LATER, threw, or
+/// timed out) is sent back for a retry, so it also yields a `retry` record,
+/// or a `dlq` one when it was the message's last allowed try
+/// (`retryTimes` reached `maxReconsumeTimes`). A `Pub` of a half message is
+/// the transaction's prepare. `SubBefore` and `SubAfter` name no topic:
+/// they take their message's from its `Pub` here, and the analyzer does the
+/// same across files.
+pub fn read_with(
+    data: &[u8],
+    source: &str,
+    options: &super::ReadOptions,
+) -> (Vec<SpanRecord>, Vec<BadRecord>) {
     let mut out = Vec::new();
     let mut bad = Vec::new();
-    // requestId -> (consumer group, time) from SubBefore, for SubAfter records that lack them.
-    let mut requests: HashMap<String, (String, u64)> = HashMap::new();
+    // requestId -> what its SubBefore said, for SubAfter records that lack it.
+    let mut requests: HashMap<String, Request> = HashMap::new();
     let mut line = 1u64;
     let mut n = 0u64;
     for raw in data.split(|b| *b == RECORD_END) {
@@ -110,14 +137,128 @@ pub fn read(data: &[u8], source: &str) -> (Vec<SpanRecord>, Vec<BadRecord>) {
         let fields: Vec<&str> = text.split(FIELD as char).collect();
         let span_id = format!("{:016x}", fnv(source) ^ n);
         match parse(&fields, span_id, &mut requests) {
-            Ok(span) => out.push(span),
+            Ok(span) => {
+                let sent_back = sent_back(&span, &requests, options.max_reconsume_times());
+                out.push(span);
+                out.extend(sent_back);
+            }
             Err(reason) => bad.push(BadRecord {
                 line: record_line,
                 reason,
             }),
         }
     }
+    let topics: HashMap<String, String> = out
+        .iter()
+        .filter_map(|s| Some((s.message_id.clone()?, s.topic.clone()?)))
+        .collect();
+    let known = options.rocketmq_topics.as_deref();
+    for s in out.iter_mut().filter(|s| s.topic.is_none()) {
+        let id = s.message_id.as_deref();
+        s.topic = id.and_then(|id| topics.get(id).or_else(|| known?.get(id)).cloned());
+    }
     (out, bad)
+}
+
+/// The topic of each msgId that a `Pub` or `EndTransaction` record of
+/// `data` names: what the consumer's records, in another file, lack.
+pub fn topics(data: &[u8]) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for raw in data.split(|b| *b == RECORD_END) {
+        let Ok(text) = std::str::from_utf8(raw.trim_ascii()) else {
+            continue;
+        };
+        let f: Vec<&str> = text.split(FIELD as char).collect();
+        if matches!(f.first().map(|t| t.trim()), Some("Pub" | "EndTransaction"))
+            && let (Some(topic), Some(id)) = (text_field(f.get(4)), text_field(f.get(5)))
+        {
+            out.insert(id, topic);
+        }
+    }
+    out
+}
+
+fn text_field(field: Option<&&str>) -> Option<String> {
+    text(field)
+}
+
+/// The retry (or dead letter) that a failed consumption implies.
+fn sent_back(
+    span: &SpanRecord,
+    requests: &HashMap<String, Request>,
+    max_reconsume_times: u64,
+) -> Option<SpanRecord> {
+    if span.hop != Some(Hop::Process) || !span.is_error() {
+        return None;
+    }
+    let tries = span
+        .attr(attr::RECONSUME_COUNT)
+        .and_then(|v| v.as_u64())
+        .or_else(|| {
+            let request = span.attr(REQUEST_ID)?.as_str()?;
+            requests
+                .get(request)?
+                .retries
+                .get(span.message_id.as_deref()?)
+                .copied()
+        })
+        .unwrap_or(0);
+    let dead = tries >= max_reconsume_times;
+    let hop = if dead { Hop::Dlq } else { Hop::Retry };
+    let mut s = base(
+        hop,
+        span.service.clone(),
+        format!("{}r", &span.span_id[..15]),
+        0,
+        0,
+    );
+    s.start_ns = span.end_ns;
+    s.end_ns = span.end_ns;
+    s.kind = SpanKind::Consumer;
+    s.group = span.group.clone();
+    s.message_id = span.message_id.clone();
+    s.keys = span.keys.clone();
+    s.attributes.push(Attribute::new(
+        attr::RECONSUME_COUNT,
+        AttrValue::Int(tries as i64 + 1),
+    ));
+    s.attributes.push(Attribute::new(
+        attr::SOURCE,
+        AttrValue::Str("rocketmq-trace".into()),
+    ));
+    s.attributes.push(Attribute::new(
+        "lasthop.inferred",
+        AttrValue::Str(if dead {
+            "a consumption that failed on the last allowed retry goes to the dead-letter queue"
+                .into()
+        } else {
+            "a consumption that failed is sent back for a retry".into()
+        }),
+    ));
+    Some(s)
+}
+
+/// The SubAfter's requestId, kept to find its SubBefore.
+const REQUEST_ID: &str = "messaging.rocketmq.request_id";
+
+/// RocketMQ's ConsumeReturnType, by ordinal (`contextCode`).
+fn consume_return(code: Option<&&str>) -> Option<&'static str> {
+    match code?.trim().parse::<u32>().ok()? {
+        0 => Some("SUCCESS"),
+        1 => Some("TIME_OUT"),
+        2 => Some("EXCEPTION"),
+        3 => Some("RETURNNULL"),
+        4 => Some("FAILED"),
+        _ => None,
+    }
+}
+
+/// Whether a Pub's msgType (MessageType by ordinal, or by name) is a half message.
+fn is_half(msg_type: Option<&&str>) -> bool {
+    msg_type.is_some_and(|t| {
+        let t = t.trim();
+        t == "1" || t.eq_ignore_ascii_case("Trans_Msg_Half")
+    })
 }
 
 fn fnv(s: &str) -> u64 {
@@ -154,10 +295,10 @@ fn base(hop: Hop, service: String, span_id: String, start_ms: u64, cost_ms: u64)
         hop: Some(hop),
         start_ns: start_ms * 1_000_000,
         end_ns: (start_ms + cost_ms) * 1_000_000,
-        attributes: vec![Attribute::new(
-            attr::MESSAGING_SYSTEM,
-            AttrValue::Str("rocketmq".into()),
-        )],
+        attributes: vec![
+            Attribute::new(attr::MESSAGING_SYSTEM, AttrValue::Str("rocketmq".into())),
+            Attribute::new(attr::SOURCE, AttrValue::Str("rocketmq-trace".into())),
+        ],
         ..SpanRecord::default()
     }
 }
@@ -176,14 +317,19 @@ fn outcome(span: &mut SpanRecord, success: Option<&&str>, error: &str) {
 fn parse(
     f: &[&str],
     span_id: String,
-    requests: &mut HashMap<String, (String, u64)>,
+    requests: &mut HashMap<String, Request>,
 ) -> Result<SpanRecord, String> {
     match f.first().map(|t| t.trim()) {
         Some("Pub") => {
             let time = ms(f.get(1), "time")?;
             let cost = f.get(10).and_then(|c| c.trim().parse().ok()).unwrap_or(0);
+            let hop = if is_half(f.get(11)) {
+                Hop::TxPrepare
+            } else {
+                Hop::Send
+            };
             let mut s = base(
-                Hop::Send,
+                hop,
                 text(f.get(3)).unwrap_or_else(|| "producer".into()),
                 span_id,
                 time,
@@ -220,29 +366,36 @@ fn parse(
             let mut s = base(Hop::Receive, group.clone(), span_id, time, 0);
             s.kind = SpanKind::Consumer;
             s.group = Some(group.clone());
-            s.message_id = Some(text(f.get(5)).ok_or("missing msgId")?);
+            let msg_id = text(f.get(5)).ok_or("missing msgId")?;
+            s.message_id = Some(msg_id.clone());
             s.keys = keys(f.get(7));
-            if let Some(retries) = f.get(6).and_then(|r| r.trim().parse::<i64>().ok()) {
+            let retries = f.get(6).and_then(|r| r.trim().parse::<u64>().ok());
+            if let Some(retries) = retries {
                 s.attributes.push(Attribute::new(
                     attr::RECONSUME_COUNT,
-                    AttrValue::Int(retries),
+                    AttrValue::Int(retries as i64),
                 ));
             }
             if let Some(request) = text(f.get(4)) {
-                requests.insert(request, (group, time));
+                let entry = requests.entry(request).or_insert_with(|| Request {
+                    group,
+                    time,
+                    retries: HashMap::new(),
+                });
+                entry.retries.insert(msg_id, retries.unwrap_or(0));
             }
             Ok(s)
         }
         Some("SubAfter") => {
             let request = text(f.get(1)).unwrap_or_default();
-            let earlier = requests.get(&request).cloned();
+            let earlier = requests.get(&request);
             let time = f
                 .get(7)
                 .and_then(|t| t.trim().parse().ok())
-                .or(earlier.as_ref().map(|e| e.1))
+                .or(earlier.map(|e| e.time))
                 .ok_or("no time and no SubBefore with its requestId")?;
             let group = text(f.get(8))
-                .or(earlier.map(|e| e.0))
+                .or(earlier.map(|e| e.group.clone()))
                 .ok_or("no consumer group and no SubBefore with its requestId")?;
             let cost = f.get(3).and_then(|c| c.trim().parse().ok()).unwrap_or(0);
             let mut s = base(Hop::Process, group.clone(), span_id, time, cost);
@@ -250,7 +403,12 @@ fn parse(
             s.group = Some(group);
             s.message_id = Some(text(f.get(2)).ok_or("missing msgId")?);
             s.keys = keys(f.get(5));
-            outcome(&mut s, f.get(4), "consume_failed");
+            let returned = consume_return(f.get(6));
+            outcome(&mut s, f.get(4), returned.unwrap_or("consume_failed"));
+            if !request.is_empty() {
+                s.attributes
+                    .push(Attribute::new(REQUEST_ID, AttrValue::Str(request)));
+            }
             Ok(s)
         }
         Some("EndTransaction") => {

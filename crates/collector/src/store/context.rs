@@ -1,7 +1,8 @@
 //! The spans an analysis of some messages needs besides their own: range
 //! spans of the brokers that stored them (flush, replicate, recover,
-//! failover), the topic's deliveries, offset commits and processing (which
-//! groups consume it, and whether they went on), and business intents.
+//! failover), the topic's sends, deliveries, offset commits and processing
+//! (which groups consume it, and whether they went on with messages sent
+//! after it), and business intents.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -52,7 +53,9 @@ impl SpanStore {
             }
         }
         for topic in &topics {
-            for hop in [Hop::Settle, Hop::Receive, Hop::Process] {
+            // Sends too: whether a group went on with messages sent after
+            // this one needs when those were sent.
+            for hop in [Hop::Send, Hop::Settle, Hop::Receive, Hop::Process] {
                 add(tagged(&[
                     (attr::HOP, hop.as_str()),
                     (attr::MESSAGING_DESTINATION_NAME, topic),

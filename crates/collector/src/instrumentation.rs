@@ -16,8 +16,6 @@
 
 use lasthop_vocab::{Hop, SpanKind};
 
-use crate::normalize::hop_of_operation;
-
 /// Scope names of instrumentations whose consumer span wraps the
 /// application's handler (its status is the handler's outcome), though they
 /// label it `receive`.
@@ -76,6 +74,17 @@ pub(crate) fn hop(shape: Shape<'_>) -> Option<Hop> {
     match shape.kind {
         SpanKind::Producer => Some(Hop::Send),
         SpanKind::Consumer => Some(Hop::Receive),
+        _ => None,
+    }
+}
+
+/// The hop an OpenTelemetry messaging operation stands for.
+pub fn hop_of_operation(operation: &str) -> Option<Hop> {
+    match operation {
+        "send" | "publish" | "create" => Some(Hop::Send),
+        "receive" => Some(Hop::Receive),
+        "process" | "deliver" => Some(Hop::Process),
+        "settle" => Some(Hop::Settle),
         _ => None,
     }
 }

@@ -15,7 +15,7 @@ use lasthop_vocab::{
     AttrValue, Attribute, Hop, SpanEvent, SpanKind, SpanLink, SpanRecord, StatusCode, attr,
 };
 
-use crate::instrumentation::{self, Shape};
+use crate::instrumentation::{self, Shape, hop_of_operation};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -299,17 +299,6 @@ pub(crate) fn normalize_parts<K: AsRef<str> + Into<String>>(
         resource: resource.to_vec(),
         events,
     })
-}
-
-/// The hop an OpenTelemetry messaging operation stands for.
-pub fn hop_of_operation(operation: &str) -> Option<Hop> {
-    match operation {
-        "send" | "publish" | "create" => Some(Hop::Send),
-        "receive" => Some(Hop::Receive),
-        "process" | "deliver" => Some(Hop::Process),
-        "settle" => Some(Hop::Settle),
-        _ => None,
-    }
 }
 
 /// Span attributes not yet lifted into a field.

@@ -306,3 +306,133 @@ proptest! {
         prop_assert_eq!(ok, t.len() == 16 && sp.len() == 8 && t.iter().any(|b| *b != 0) && sp.iter().any(|b| *b != 0));
     }
 }
+
+/// One span of scope `scope`, kind and name as the library writes them.
+fn library_span(scope: &str, kind: i32, name: &str, attrs: Vec<KeyValue>) -> SpanRecord {
+    let mut span = span_with(attrs);
+    span.kind = kind;
+    span.name = name.into();
+    normalize_span(span, scope, "svc", &[]).unwrap()
+}
+
+#[test]
+fn the_java_agents_kafka_spans_meet_on_topic_partition_and_offset() {
+    let send = library_span(
+        "io.opentelemetry.kafka-clients-0.11",
+        4,
+        "orders publish",
+        vec![
+            kv("messaging.system", s("kafka")),
+            kv("messaging.operation", s("publish")),
+            kv("messaging.destination.name", s("orders")),
+            kv("messaging.kafka.destination.partition", i(2)),
+            kv("messaging.kafka.message.offset", i(17)),
+            kv("messaging.kafka.message.key", s("ORDER_42")),
+        ],
+    );
+    let process = library_span(
+        "io.opentelemetry.kafka-clients-0.11",
+        5,
+        "orders process",
+        vec![
+            kv("messaging.system", s("kafka")),
+            kv("messaging.operation", s("process")),
+            kv("messaging.destination.name", s("orders")),
+            kv("messaging.destination.partition.id", s("2")),
+            kv("messaging.kafka.offset", i(17)),
+            kv("messaging.consumer.group.name", s("red-packet")),
+        ],
+    );
+    assert_eq!(
+        (send.hop, process.hop),
+        (Some(Hop::Send), Some(Hop::Process))
+    );
+    assert_eq!(send.message_id.as_deref(), Some("orders.2.17"));
+    assert_eq!(process.message_id, send.message_id);
+    assert_eq!(send.keys, vec!["ORDER_42".to_owned()]);
+    assert_eq!(process.group.as_deref(), Some("red-packet"));
+}
+
+#[test]
+fn the_java_agents_rocketmq_spans_without_a_group_are_grouped_by_topic() {
+    let send = library_span(
+        "io.opentelemetry.rocketmq-client-4.8",
+        4,
+        "order_paid publish",
+        vec![
+            kv("messaging.system", s("rocketmq")),
+            kv("messaging.operation", s("publish")),
+            kv("messaging.destination.name", s("order_paid")),
+            kv("messaging.message.id", s("7F0000016D5C18B4AAC2")),
+            kv("messaging.rocketmq.send_result", s("SEND_OK")),
+        ],
+    );
+    let process = library_span(
+        "io.opentelemetry.rocketmq-client-4.8",
+        5,
+        "order_paid process",
+        vec![
+            kv("messaging.system", s("rocketmq")),
+            kv("messaging.operation", s("process")),
+            kv("messaging.destination.name", s("order_paid")),
+            kv("messaging.message.id", s("7F0000016D5C18B4AAC2")),
+            kv("messaging.rocketmq.queue_id", i(3)),
+            kv("messaging.rocketmq.queue_offset", i(41)),
+        ],
+    );
+    assert_eq!(send.hop, Some(Hop::Send));
+    assert_eq!(
+        send.attr("messaging.rocketmq.send_result")
+            .and_then(AttrValue::as_str),
+        Some("SEND_OK")
+    );
+    assert_eq!(process.hop, Some(Hop::Process));
+    assert_eq!(
+        (process.queue_id, process.queue_offset),
+        (Some(3), Some(41))
+    );
+    assert_eq!(process.group.as_deref(), Some("order_paid"));
+}
+
+#[test]
+fn pika_and_celery_consumer_spans_are_the_processing() {
+    let pika = library_span(
+        "opentelemetry.instrumentation.pika.pika_instrumentor",
+        5,
+        "red-packet receive",
+        vec![
+            kv("messaging.system", s("rabbitmq")),
+            kv("messaging.operation", s("receive")),
+            kv("messaging.destination", s("red-packet")),
+            kv("messaging.message.id", s("msg-1")),
+        ],
+    );
+    assert_eq!(pika.hop, Some(Hop::Process));
+    assert_eq!(
+        pika.group.as_deref(),
+        Some("red-packet"),
+        "the queue is the group"
+    );
+    let mut retried = span_with(vec![
+        kv("messaging.message.id", s("task-1")),
+        kv("messaging.destination", s("celery")),
+        kv("celery.state", s("RETRY")),
+        kv("celery.retry.reason", s("Retry in 0.2s")),
+    ]);
+    retried.kind = 5;
+    retried.name = "run/tasks.grant_red_packet".into();
+    let run = normalize_span(retried, "opentelemetry.instrumentation.celery", "svc", &[]).unwrap();
+    assert_eq!(run.hop, Some(Hop::Process));
+    assert!(run.is_error(), "a retried attempt failed");
+    assert_eq!(run.error_type.as_deref(), Some("Retry: Retry in 0.2s"));
+    let aio = library_span(
+        "opentelemetry.instrumentation.aio_pika",
+        4,
+        ",red-packet send",
+        vec![kv("messaging.destination", s(",red-packet"))],
+    );
+    assert_eq!(
+        (aio.hop, aio.topic.as_deref()),
+        (Some(Hop::Send), Some("red-packet"))
+    );
+}

@@ -382,16 +382,28 @@ fn from_log(s: &SpanRecord) -> bool {
 }
 
 /// The group's processing records that decide whether it processed the
-/// message. Where the application's own log speaks of its processing, it
-/// decides: it is the business code's word, where a tracer or a trace
-/// record only saw the listener return (the swallowed exception).
+/// message. Where the application's own log says an attempt failed, it
+/// speaks for that attempt: a tracer's span or a trace record of the same
+/// attempt only saw the listener return (the swallowed exception), so its
+/// success does not count, and its failure is the same one. Other attempts
+/// (a redelivery that succeeded) keep their spans.
 fn decisive_processing<'a>(f: &Facts<'a>, group: Option<&str>) -> Vec<&'a SpanRecord> {
+    /// How far a log line's time may lie outside its attempt's span (log
+    /// timestamps are milliseconds; some lines are written as the handler returns).
+    const SAME_ATTEMPT_NS: u64 = 10_000_000;
     let mine: Vec<&SpanRecord> = f.by(Hop::Process, group).collect();
-    if mine.iter().any(|s| from_log(s)) {
-        mine.into_iter().filter(|s| from_log(s)).collect()
-    } else {
-        mine
-    }
+    let log_failures: Vec<&SpanRecord> = (mine.iter().copied())
+        .filter(|s| from_log(s) && s.is_error())
+        .collect();
+    let same_attempt = |t: &SpanRecord| {
+        log_failures.iter().any(|l| {
+            l.start_ns + SAME_ATTEMPT_NS >= t.start_ns
+                && l.start_ns <= t.end_ns.max(t.start_ns) + SAME_ATTEMPT_NS
+        })
+    };
+    mine.into_iter()
+        .filter(|s| from_log(s) || !same_attempt(s))
+        .collect()
 }
 
 /// A recovery or failover of the broker that ended below the message.

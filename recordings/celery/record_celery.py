@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "common"))
+
+from story import granted, until  # noqa: E402
 
 
 def worker(out):
@@ -36,18 +39,8 @@ def worker(out):
         cwd=HERE, env=env, stdout=log, stderr=log)
 
 
-def until(condition, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
-def granted(out):
-    path = out / "granted.txt"
-    return set(path.read_text().split()) if path.exists() else set()
 
 
 def main(out):

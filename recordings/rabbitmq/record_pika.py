@@ -36,6 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "common"))
 
 from otlp_json_file import tracer_provider  # noqa: E402
+from story import granted, until  # noqa: E402
 
 EXCHANGE = ""  # the default exchange: the routing key names the queue
 QUEUE = "red-packet"
@@ -144,18 +145,8 @@ def run_consumer(out, mode, stop_after=0, slow_order="", wait=True):
     return proc
 
 
-def until(condition, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
-def granted(out):
-    path = out / "granted.txt"
-    return set(path.read_text().split()) if path.exists() else set()
 
 
 def received(out, order):

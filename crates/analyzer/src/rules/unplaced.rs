@@ -76,11 +76,12 @@ pub(super) fn unplaced(
             .is_some_and(|newest| *newest > sent + options.grace_ns)
     {
         let text = format!(
-            "sent at {} and accepted, but {} never received it although it processed messages sent after it; \
+            "sent at {} and accepted{}, but {} never received it although it processed messages sent after it; \
              the spans cannot say which hop lost it. Candidates: the broker (not flushed or not replicated before a crash, \
              dropped as unroutable or expired) or a consumer that took it and never processed it (acknowledged on receipt, \
              then crashed); the broker's flush, replication and recovery spans and the group's offset commits would name it",
             at(sent),
+            stored_at(&sends),
             who(group)
         );
         let ev: Vec<&SpanRecord> = sends.iter().copied().filter(|s| send_ok(s)).collect();
@@ -103,9 +104,10 @@ pub(super) fn unplaced(
                 at(sent.start_ns)
             ),
             _ => format!(
-                "sent at {} and accepted, but nothing in the data says where it is or whether {} received it: \
+                "sent at {} and accepted{}, but nothing in the data says whether {} received it: \
                  the group's processing spans, or messages it processed that were sent after this one, would tell",
                 at(sent.start_ns),
+                stored_at(&sends),
                 who(group)
             ),
         };
@@ -238,4 +240,17 @@ fn received_unprocessed(
     );
     v.cause = Some(Cause::CommittedBeforeProcessed);
     Some(v)
+}
+
+/// ", stored on H at commit-log offset O" where an accepted send says so
+/// (a RocketMQ trace record's offsetMsgId), without the broker's epoch
+/// that would place it among the broker's own spans.
+fn stored_at(sends: &[&SpanRecord]) -> String {
+    sends
+        .iter()
+        .filter(|s| send_ok(s))
+        .find_map(|s| Some((s.broker.as_deref()?, s.commitlog_offset?)))
+        .map_or_else(String::new, |(broker, offset)| {
+            format!(", stored on {broker} at commit-log offset {offset}")
+        })
 }

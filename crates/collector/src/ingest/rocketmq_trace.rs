@@ -165,21 +165,17 @@ pub fn read_with(
 pub fn topics(data: &[u8]) -> HashMap<String, String> {
     let mut out = HashMap::new();
     for raw in data.split(|b| *b == RECORD_END) {
-        let Ok(text) = std::str::from_utf8(raw.trim_ascii()) else {
+        let Ok(record) = std::str::from_utf8(raw.trim_ascii()) else {
             continue;
         };
-        let f: Vec<&str> = text.split(FIELD as char).collect();
+        let f: Vec<&str> = record.split(FIELD as char).collect();
         if matches!(f.first().map(|t| t.trim()), Some("Pub" | "EndTransaction"))
-            && let (Some(topic), Some(id)) = (text_field(f.get(4)), text_field(f.get(5)))
+            && let (Some(topic), Some(id)) = (text(f.get(4)), text(f.get(5)))
         {
             out.insert(id, topic);
         }
     }
     out
-}
-
-fn text_field(field: Option<&&str>) -> Option<String> {
-    text(field)
 }
 
 /// The retry (or dead letter) that a failed consumption implies.

@@ -119,14 +119,15 @@ pub(crate) fn kafka_record_id(
     Some(format!("{}.{}.{}", topic?, partition?, offset?))
 }
 
+/// `Some(())` for a span of opentelemetry-instrumentation-celery.
+pub(crate) fn is_celery(scope: &str) -> Option<()> {
+    matches_scope(scope, &[CELERY]).then_some(())
+}
+
 /// Celery's `run/...` span of an attempt that failed and was retried has no
 /// error status (only `celery.state = RETRY`): the attempt failed all the same.
-pub(crate) fn celery_failure(
-    scope: &str,
-    state: Option<&str>,
-    retry_reason: Option<&str>,
-) -> Option<String> {
-    if !matches_scope(scope, &[CELERY]) || state != Some("RETRY") {
+pub(crate) fn celery_failure(state: Option<&str>, retry_reason: Option<&str>) -> Option<String> {
+    if state != Some("RETRY") {
         return None;
     }
     Some(retry_reason.map_or_else(|| "Retry".to_owned(), |r| format!("Retry: {r}")))

@@ -247,9 +247,9 @@ pub(crate) fn normalize_parts<K: AsRef<str> + Into<String>>(
             .flatten()
     });
     let error_type = error_type.or_else(|| {
+        instrumentation::is_celery(span.scope)?;
         let text = |key| lifter.peek(&[key], |v| v.as_str().map(str::to_owned));
         instrumentation::celery_failure(
-            span.scope,
             text(attr::CELERY_STATE).as_deref(),
             text(attr::CELERY_RETRY_REASON).as_deref(),
         )

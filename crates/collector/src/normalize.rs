@@ -168,7 +168,6 @@ pub(crate) fn normalize_parts<K: AsRef<str> + Into<String>>(
             messaging: lifter.any_messaging(),
         })
     });
-    let system = lifter.peek(&[attr::MESSAGING_SYSTEM], |v| v.as_str().map(str::to_owned));
     let message_id = lifter.take_text(&[
         attr::MESSAGING_MESSAGE_ID,
         attr::legacy::MESSAGING_MESSAGE_ID,
@@ -212,6 +211,7 @@ pub(crate) fn normalize_parts<K: AsRef<str> + Into<String>>(
         AttrValue::as_u64,
     );
     let message_id = message_id.or_else(|| {
+        let system = lifter.peek(&[attr::MESSAGING_SYSTEM], |v| v.as_str().map(str::to_owned));
         instrumentation::kafka_record_id(
             system.as_deref(),
             topic.as_deref(),

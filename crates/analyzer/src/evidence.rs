@@ -36,10 +36,19 @@ impl<'a> Evidence<'a> {
         // Records that name no topic take their message's (RocketMQ's
         // SubBefore and SubAfter name only the msgId; its Pub names the
         // topic), in whatever file or format the other record came.
+        // (Only where some consumer record lacks one: lasthop's own never do.)
         let mut topic_of: HashMap<&'a str, &'a str> = HashMap::new();
-        for s in spans.clone() {
-            if let (Some(id), Some(topic)) = (s.message_id.as_deref(), s.topic.as_deref()) {
-                topic_of.entry(id).or_insert(topic);
+        let consumer_side =
+            |s: &SpanRecord| matches!(s.hop, Some(Hop::Receive | Hop::Process | Hop::Settle));
+        if spans
+            .clone()
+            .into_iter()
+            .any(|s| s.topic.is_none() && s.message_id.is_some() && consumer_side(s))
+        {
+            for s in spans.clone() {
+                if let (Some(id), Some(topic)) = (s.message_id.as_deref(), s.topic.as_deref()) {
+                    topic_of.entry(id).or_insert(topic);
+                }
             }
         }
         let topic = |s: &'a SpanRecord| -> Option<&'a str> {

@@ -5,6 +5,7 @@
 //! had the message; then whether the broker lost it (a recovery or failover
 //! that ended below it); then whether the group's offset moved past it.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use lasthop_vocab::{Hop, SpanRecord, attr};
@@ -109,25 +110,25 @@ fn location<'a>(facts: &Facts<'a>) -> Option<Location<'a>> {
 /// instrumentation-pika wraps both pika's blocking channel and the channel
 /// under it), they are one attempt, and the outer span, which saw the
 /// broker's answer (a publisher confirm, a returned message), tells it.
-fn one_span_per_attempt<'a>(spans: &[&'a SpanRecord]) -> Vec<&'a SpanRecord> {
-    let sends: BTreeSet<&str> = spans
-        .iter()
-        .filter(|s| s.hop == Some(Hop::Send))
-        .map(|s| s.span_id.as_str())
-        .collect();
-    spans
-        .iter()
-        .copied()
-        .filter(|s| {
-            s.hop != Some(Hop::Send)
-                || !(s.parent_span_id.as_deref()).is_some_and(|p| sends.contains(p))
-        })
-        .collect()
+fn one_span_per_attempt<'a, 's>(spans: &'s [&'a SpanRecord]) -> Cow<'s, [&'a SpanRecord]> {
+    // A message has a handful of spans: a scan beats a set.
+    let nested = |s: &SpanRecord| {
+        s.hop == Some(Hop::Send)
+            && (s.parent_span_id.as_deref()).is_some_and(|p| {
+                spans
+                    .iter()
+                    .any(|t| t.hop == Some(Hop::Send) && t.span_id == p)
+            })
+    };
+    if !spans.iter().any(|s| nested(s)) {
+        return Cow::Borrowed(spans);
+    }
+    Cow::Owned(spans.iter().copied().filter(|s| !nested(s)).collect())
 }
 
 fn judge(e: &Evidence<'_>, id: &str, options: &Options) -> MessageVerdicts {
     let spans = one_span_per_attempt(e.by_message.get(id).map_or(&[], Vec::as_slice));
-    let spans = spans.as_slice();
+    let spans: &[&SpanRecord] = &spans;
     let keys: BTreeSet<&str> = spans
         .iter()
         .flat_map(|s| s.keys.iter().map(String::as_str))

@@ -29,7 +29,7 @@ pub enum Command {
     /// Show each message of a trace, message id or business key: its path
     /// and, per consumer group, whether it was delivered or where it was lost.
     Query(QueryArgs),
-    /// Load span files (OTLP JSON, RocketMQ trace records, JSON-lines logs) into the store.
+    /// Load span files (OTLP JSON, RocketMQ trace records, JSON-lines and plain-text logs) into the store.
     Ingest(IngestArgs),
     /// A loss report over the store or over files: verdict totals, losses by
     /// hop, topic, group and broker, a timeline, and every lost message.

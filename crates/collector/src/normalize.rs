@@ -211,6 +211,9 @@ pub(crate) fn normalize_parts<K: AsRef<str> + Into<String>>(
         AttrValue::as_u64,
     );
     let message_id = message_id.or_else(|| {
+        // Range spans (flush, commits) have no id either: only a span with a
+        // partition and an offset can be a Kafka record.
+        queue_id.zip(queue_offset)?;
         let system = lifter.peek(&[attr::MESSAGING_SYSTEM], |v| v.as_str().map(str::to_owned));
         instrumentation::kafka_record_id(
             system.as_deref(),

@@ -93,3 +93,17 @@ fn third_party_verdicts_from_spans_and_logs_together() {
     assert_eq!(of("P4").0, Verdict::LostInTransit);
     assert_eq!(of("P5").0, Verdict::Delivered);
 }
+
+#[test]
+fn a_message_received_by_a_span_that_ends_before_the_handler_is_not_called_lost() {
+    // kafka-python's consumer span ends as the record is handed over: no
+    // processing is traced, so nothing may be concluded from its absence.
+    let mut send = span("K1", Hop::Send, 0).s();
+    send.topic = Some("orders".into());
+    let mut receive = span("K1", Hop::Receive, 10).group("orders").s();
+    receive.topic = Some("orders".into());
+    let verdicts = analyze(&Evidence::new(&[send, receive]), &opts());
+    let v = &verdicts[0].verdicts[0];
+    assert_eq!(v.verdict, Verdict::IncompleteTrace, "{}", v.explanation);
+    assert!(v.explanation.contains("received it"), "{}", v.explanation);
+}

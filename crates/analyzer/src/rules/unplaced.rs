@@ -97,7 +97,17 @@ pub(super) fn unplaced(
         return verdict(group, Verdict::InFlight, None, text, &sends);
     }
     if let Some(sent) = sends.iter().find(|s| send_ok(s)) {
+        let received = f.by(Hop::Receive, group).next();
         let text = match (group, f.topic) {
+            (Some(_), _) if received.is_some() => format!(
+                "sent at {} and accepted{}, and {} received it at {}, but nothing in the data says whether it was processed: \
+                 a span that covers the handler, or the application's log of it, would tell \
+                 (some instrumentations' receive spans end before the handler runs)",
+                at(sent.start_ns),
+                stored_at(&sends),
+                who(group),
+                at(received.map_or(0, |r| r.start_ns))
+            ),
             (None, Some(topic)) => format!(
                 "sent at {} and accepted for {topic}, but no consumer in the data reads {topic}: whether it was consumed cannot be said \
                  (if nothing consumes {topic}, the broker may have dropped it as unroutable: a send that must reach a queue can ask to be told, e.g. RabbitMQ's mandatory flag)",

@@ -14,7 +14,7 @@
 //! one is named, else the destination the consumer reads (a RabbitMQ queue, a
 //! Celery queue: the queue is the group of competing consumers).
 
-use lasthop_vocab::{Hop, SpanKind};
+use lasthop_vocab::{Hop, SpanKind, SpanLink};
 
 /// Scope names of instrumentations whose consumer span wraps the
 /// application's handler (its status is the handler's outcome), though they
@@ -117,6 +117,40 @@ pub(crate) fn kafka_record_id(
         return None;
     }
     Some(format!("{}.{}.{}", topic?, partition?, offset?))
+}
+
+/// Instrumentations that give a message no id both sides share:
+/// kafka-python (no id at all), confluent-kafka (the producer cannot know
+/// the offset its consumer's id is made of), otel-instrumentation-nats.
+/// There a message is its producer span's context, which the producer
+/// injected into the message: a consumer span's parent, or its one link.
+const CONTEXT_IDENTIFIED: &[&str] = &[
+    "opentelemetry.instrumentation.kafka",
+    "opentelemetry.instrumentation.confluent_kafka",
+    "otel_instrumentation_nats",
+];
+
+/// The message id of a span of [`CONTEXT_IDENTIFIED`] instrumentation:
+/// `{trace id}-{span id}` of the producer span that sent the message.
+pub(crate) fn context_id(
+    scope: &str,
+    hop: Option<Hop>,
+    (trace_id, span_id): (&str, &str),
+    parent_span_id: Option<&str>,
+    links: &[SpanLink],
+) -> Option<String> {
+    if !matches_scope(scope, CONTEXT_IDENTIFIED) {
+        return None;
+    }
+    match hop? {
+        Hop::Send => Some(format!("{trace_id}-{span_id}")),
+        Hop::Receive | Hop::Process => match links {
+            [one] => Some(format!("{}-{}", one.trace_id, one.span_id)),
+            [] => parent_span_id.map(|p| format!("{trace_id}-{p}")),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// `Some(())` for a span of opentelemetry-instrumentation-celery.

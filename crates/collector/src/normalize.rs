@@ -258,20 +258,42 @@ pub(crate) fn normalize_parts<K: AsRef<str> + Into<String>>(
         )
     });
 
+    let links: Vec<SpanLink> = span
+        .links
+        .iter()
+        .filter_map(|(trace_id, span_id)| {
+            Some(SpanLink {
+                trace_id: id_hex(trace_id, 16)?,
+                span_id: id_hex(span_id, 8)?,
+            })
+        })
+        .collect();
+    // Libraries that give a message no id: its producer span's context is its id.
+    let mut kept = Vec::new();
+    let message_id = match instrumentation::context_id(
+        span.scope,
+        hop,
+        (&trace_id, &span_id),
+        parent_span_id.as_deref(),
+        &links,
+    ) {
+        Some(id) => {
+            if let Some(library_id) = message_id {
+                kept.push(Attribute::new(
+                    attr::LIBRARY_MESSAGE_ID,
+                    AttrValue::Str(library_id),
+                ));
+            }
+            Some(id)
+        }
+        None => message_id,
+    };
+
     Ok(SpanRecord {
         trace_id,
         span_id,
         parent_span_id,
-        links: span
-            .links
-            .iter()
-            .filter_map(|(trace_id, span_id)| {
-                Some(SpanLink {
-                    trace_id: id_hex(trace_id, 16)?,
-                    span_id: id_hex(span_id, 8)?,
-                })
-            })
-            .collect(),
+        links,
         service: service.to_owned(),
         name: span.name,
         kind,
@@ -298,6 +320,7 @@ pub(crate) fn normalize_parts<K: AsRef<str> + Into<String>>(
             .into_iter()
             .flatten()
             .map(|(key, value)| Attribute::new(key, value))
+            .chain(kept)
             .collect(),
         resource: resource.to_vec(),
         events,

@@ -436,3 +436,64 @@ fn pika_and_celery_consumer_spans_are_the_processing() {
         (Some(Hop::Send), Some("red-packet"))
     );
 }
+
+#[test]
+fn without_a_shared_id_a_message_is_its_producer_spans_context() {
+    // kafka-python: the consumer span's parent is the producer's span.
+    let producer = library_span(
+        "opentelemetry.instrumentation.kafka",
+        4,
+        "orders send",
+        vec![
+            kv("messaging.system", s("kafka")),
+            kv("messaging.destination", s("orders")),
+        ],
+    );
+    let mut consumed = span_with(vec![
+        kv("messaging.system", s("kafka")),
+        kv("messaging.destination", s("orders")),
+    ]);
+    consumed.kind = 5;
+    consumed.name = "orders receive".into();
+    consumed.span_id = vec![9; 8];
+    consumed.parent_span_id = vec![2; 8]; // span_with's span id: the producer's
+    let consumer =
+        normalize_span(consumed, "opentelemetry.instrumentation.kafka", "svc", &[]).unwrap();
+    assert_eq!(
+        producer.message_id.as_deref(),
+        Some(format!("{}-{}", "01".repeat(16), "02".repeat(8)).as_str())
+    );
+    assert_eq!(consumer.message_id, producer.message_id);
+    assert_eq!(consumer.hop, Some(Hop::Receive));
+
+    // confluent-kafka: the process span links to the producer's span; its
+    // own id (topic.partition.offset) is kept as an attribute.
+    let mut processed = span_with(vec![
+        kv("messaging.system", s("kafka")),
+        kv("messaging.operation", s("process")),
+        kv("messaging.destination", s("orders")),
+        kv("messaging.message.id", s("orders.0.41")),
+    ]);
+    processed.kind = 5;
+    processed.name = "orders process".into();
+    processed.span_id = vec![7; 8];
+    processed.links = vec![span::Link {
+        trace_id: vec![1; 16],
+        span_id: vec![2; 8],
+        ..Default::default()
+    }];
+    let process = normalize_span(
+        processed,
+        "opentelemetry.instrumentation.confluent_kafka",
+        "svc",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(process.message_id, producer.message_id);
+    assert_eq!(
+        process
+            .attr("lasthop.library.message_id")
+            .and_then(AttrValue::as_str),
+        Some("orders.0.41")
+    );
+}

@@ -67,6 +67,9 @@ pub mod legacy {
     pub const MESSAGING_ROCKETMQ_SEND_RESULT: &str = "messaging.rocketmq.send_result";
 }
 
+/// The id a library gave a message when lasthop identifies it otherwise
+/// (by its producer span's context), e.g. confluent-kafka's `topic.partition.offset`.
+pub const LIBRARY_MESSAGE_ID: &str = "lasthop.library.message_id";
 /// Where a record came from when it is not a span: `log` (an application
 /// log line), `rocketmq-trace` (a RocketMQ message-trace record).
 pub const SOURCE: &str = "lasthop.source";

@@ -1,6 +1,7 @@
 //! Verdicts on recordings of real client libraries against a real broker:
-//! pika and Celery on RabbitMQ, with their unmodified OpenTelemetry
-//! instrumentation, real faults, and each service's own ledger as ground
+//! pika and Celery on RabbitMQ, confluent-kafka on a Kafka-protocol broker,
+//! with their unmodified OpenTelemetry instrumentation, real faults, and
+//! each service's own ledger as ground
 //! truth (`recordings/`, made by `recordings/record.sh`). Every message's
 //! verdict is checked against what its ledger entry says the data allows:
 //! from the spans alone, and from the spans with the application's log;
@@ -35,6 +36,15 @@ const CELERY: Recording = Recording {
     spans: &["spans.otlp.jsonl"],
     logs: &["worker.log"],
     log_pattern: Some("recordings/celery/worker-log.pattern"),
+};
+
+/// confluent-kafka on tansu (a Kafka-protocol broker): the spans alone (the
+/// service's log names ids and keys the spans do not carry).
+const KAFKA: Recording = Recording {
+    dir: "recordings/kafka/confluent",
+    spans: &["spans.otlp.jsonl"],
+    logs: &[],
+    log_pattern: None,
 };
 
 /// RocketMQ message traces as its Java client encodes them (no broker of
@@ -232,6 +242,12 @@ fn celery_spans_with_the_workers_log() {
 }
 
 #[test]
+fn confluent_kafka_spans() {
+    check(&KAFKA, false);
+    check(&KAFKA, true);
+}
+
+#[test]
 fn rocketmq_trace_records_alone() {
     check(&ROCKETMQ, false);
 }
@@ -245,7 +261,7 @@ fn rocketmq_trace_records_with_the_red_packet_services_log() {
 fn the_recordings_hold_real_losses_at_every_hop_they_cover() {
     // The fixtures must keep testing something: losses at the producer, in
     // transit and at the consumer, and messages that arrived.
-    let mut verdicts: Vec<String> = [&PIKA, &CELERY, &ROCKETMQ]
+    let mut verdicts: Vec<String> = [&PIKA, &CELERY, &KAFKA, &ROCKETMQ]
         .iter()
         .flat_map(|r| r.expected(true))
         .map(|e| e.verdict)

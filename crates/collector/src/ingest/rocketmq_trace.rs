@@ -310,6 +310,24 @@ fn outcome(span: &mut SpanRecord, success: Option<&&str>, error: &str) {
     }
 }
 
+/// What `Pub` and `EndTransaction` records share: time, region, producer
+/// group (the service), topic, msgId, tags, keys.
+fn producer_record(
+    f: &[&str],
+    hop: Hop,
+    span_id: String,
+    time: u64,
+    cost: u64,
+) -> Result<SpanRecord, String> {
+    let service = text(f.get(3)).unwrap_or_else(|| "producer".into());
+    let mut s = base(hop, service, span_id, time, cost);
+    s.kind = SpanKind::Producer;
+    s.topic = text(f.get(4));
+    s.message_id = Some(text(f.get(5)).ok_or("missing msgId")?);
+    s.keys = keys(f.get(7));
+    Ok(s)
+}
+
 fn parse(
     f: &[&str],
     span_id: String,
@@ -324,17 +342,7 @@ fn parse(
             } else {
                 Hop::Send
             };
-            let mut s = base(
-                hop,
-                text(f.get(3)).unwrap_or_else(|| "producer".into()),
-                span_id,
-                time,
-                cost,
-            );
-            s.kind = SpanKind::Producer;
-            s.topic = text(f.get(4));
-            s.message_id = Some(text(f.get(5)).ok_or("missing msgId")?);
-            s.keys = keys(f.get(7));
+            let mut s = producer_record(f, hop, span_id, time, cost)?;
             if let Some(tags) = text(f.get(6)) {
                 s.attributes.push(Attribute::new(
                     "messaging.rocketmq.message.tag",
@@ -409,17 +417,7 @@ fn parse(
         }
         Some("EndTransaction") => {
             let time = ms(f.get(1), "time")?;
-            let mut s = base(
-                Hop::TxEnd,
-                text(f.get(3)).unwrap_or_else(|| "producer".into()),
-                span_id,
-                time,
-                0,
-            );
-            s.kind = SpanKind::Producer;
-            s.topic = text(f.get(4));
-            s.message_id = Some(text(f.get(5)).ok_or("missing msgId")?);
-            s.keys = keys(f.get(7));
+            let mut s = producer_record(f, Hop::TxEnd, span_id, time, 0)?;
             s.broker = text(f.get(8));
             let state = match f.get(11).map(|s| s.trim()) {
                 Some("COMMIT_MESSAGE") => "commit",

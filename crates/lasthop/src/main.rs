@@ -1,8 +1,8 @@
 //! The `lasthop` binary: parses the command line and hands off to a command.
 
-mod cli;
 mod commands;
 mod data_dir;
+mod flags;
 
 use std::process::ExitCode;
 
@@ -14,7 +14,7 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = commands::Cli::parse();
     commands::init_logging(&cli.command);
     match commands::run(cli.command) {
         Ok(code) => code,

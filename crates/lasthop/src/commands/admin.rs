@@ -4,10 +4,73 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use clap::Subcommand;
 use lasthop_broker::client::Connection;
 use lasthop_broker::protocol::{QueueProgress, Request, Response};
 
-use crate::cli::AdminCommand;
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// A message by id or by business key, with where it is stored.
+    Message {
+        /// Broker address (host:port).
+        #[arg(long, value_name = "ADDR")]
+        broker: String,
+        /// Message id, as `produce` prints it.
+        #[arg(long, value_name = "ID", required_unless_present = "key")]
+        msg_id: Option<String>,
+        /// Business key (e.g. an order id).
+        #[arg(long, value_name = "KEY")]
+        key: Option<String>,
+    },
+    /// A group's progress on a topic: broker offset, consumer offset, lag per queue.
+    Progress {
+        /// Broker address (host:port).
+        #[arg(long, value_name = "ADDR")]
+        broker: String,
+        /// Consumer group.
+        #[arg(long, value_name = "G")]
+        group: String,
+        /// Topic.
+        #[arg(long, value_name = "T")]
+        topic: String,
+    },
+    /// A master's replication status: put offset, each slave's acked offset, the gap.
+    Replication {
+        /// Broker address (host:port).
+        #[arg(long, value_name = "ADDR")]
+        broker: String,
+    },
+    /// Messages in a consumer group's dead-letter queue.
+    Dlq {
+        /// Broker address (host:port).
+        #[arg(long, value_name = "ADDR")]
+        broker: String,
+        /// Consumer group.
+        #[arg(long, value_name = "G")]
+        group: String,
+    },
+    /// Put a dead-lettered message back into its group's retry topic.
+    Resend {
+        /// Broker address (host:port).
+        #[arg(long, value_name = "ADDR")]
+        broker: String,
+        /// Consumer group.
+        #[arg(long, value_name = "G")]
+        group: String,
+        /// Message id, as `produce` prints it.
+        #[arg(long, value_name = "ID")]
+        msg_id: String,
+    },
+    /// Promote a slave to master (failover), e.g. after the master's disk is lost.
+    Promote {
+        /// The slave's address.
+        #[arg(long, value_name = "ADDR")]
+        broker: String,
+        /// Why: disk_lost, crash, ... (recorded in the failover span).
+        #[arg(long, default_value = "disk_lost")]
+        cause: String,
+    },
+}
 
 pub fn run(command: AdminCommand) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

@@ -1,12 +1,65 @@
 //! `lasthop broker`: run an instrumented broker until SIGINT or SIGTERM.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
 use lasthop_broker::{BrokerConfig, BrokerRole, FlushDiskType, server};
 
 use super::collector::shutdown_signal;
-use crate::cli::{BrokerArgs, Mode, Role};
+use crate::flags::SpanExport;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    Master,
+    Slave,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    Sync,
+    Async,
+}
+
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// TOML configuration with RocketMQ's names (brokerName, brokerRole,
+    /// flushDiskType, flushIntervalCommitLog, listenPort, storePathRootDir,
+    /// maxMessageSize, ...); the flags below override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Broker name (brokerName).
+    #[arg(long, value_name = "N")]
+    pub name: Option<String>,
+    /// Listen address, e.g. 127.0.0.1:10911 (port 0: any free port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Store directory (storePathRootDir); default lasthop-data/broker-NAME.
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// master or slave.
+    #[arg(long, value_enum)]
+    pub role: Option<Role>,
+    /// The master a slave copies from.
+    #[arg(long, value_name = "ADDR")]
+    pub master: Option<String>,
+    /// sync: acknowledge after fsync (SYNC_FLUSH); async: from memory (ASYNC_FLUSH).
+    #[arg(long, value_enum)]
+    pub flush: Option<Mode>,
+    /// sync: acknowledge after a slave acked (SYNC_MASTER); async: at once (ASYNC_MASTER).
+    #[arg(long, value_enum)]
+    pub replication: Option<Mode>,
+    /// Milliseconds between async flushes (flushIntervalCommitLog).
+    #[arg(long, value_name = "MS")]
+    pub flush_interval: Option<u64>,
+    /// Keep unflushed commit-log bytes in memory only, so kill -9 loses them like a power cut.
+    #[arg(long)]
+    pub simulate_power_loss: bool,
+    #[command(flatten)]
+    pub spans: SpanExport,
+}
 
 /// The configuration file's values with the flags on top.
 fn config(args: &BrokerArgs) -> anyhow::Result<BrokerConfig> {

@@ -5,9 +5,33 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::Args;
 use lasthop_samples::campaign::{self, CampaignOptions, CampaignResult, RunReport, Tally};
 
-use crate::cli::{CampaignArgs, OutputFormat};
+use crate::data_dir::DataDir;
+use crate::flags::OutputFormat;
+
+#[derive(Debug, Args)]
+pub struct CampaignArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// How many runs.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub runs: u64,
+    /// Run i is drawn from seed SEED + i; `--runs 1 --seed S` replays run S.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Orders paid per run (default: drawn between 3 and 12).
+    #[arg(long, value_name = "M", value_parser = clap::value_parser!(u32).range(2..=9000))]
+    pub messages: Option<u32>,
+    /// Output format of the summary (progress goes to stderr).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Keep every run's broker stores and ledgers (by default only those of
+    /// runs where lasthop and the ledgers disagree are kept).
+    #[arg(long)]
+    pub keep: bool,
+}
 
 pub fn run(args: CampaignArgs) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the lasthop executable")?;

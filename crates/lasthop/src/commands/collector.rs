@@ -1,11 +1,40 @@
 //! `lasthop collector`: serve until SIGINT or SIGTERM, then drain.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::Args;
 use lasthop_collector::{CollectorConfig, PipelineOptions};
 
-use crate::cli::CollectorArgs;
+use crate::data_dir::DataDir;
+
+#[derive(Debug, Args)]
+pub struct CollectorArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// OTLP/gRPC listen address.
+    #[arg(long, default_value = "127.0.0.1:4317", value_name = "ADDR")]
+    pub otlp_grpc: SocketAddr,
+    /// OTLP/HTTP listen address (POST /v1/traces).
+    #[arg(long, default_value = "127.0.0.1:4318", value_name = "ADDR")]
+    pub otlp_http: SocketAddr,
+    /// Query API listen address (Jaeger-shaped /api/traces, /api/messages, /api/stats).
+    #[arg(long, default_value = "127.0.0.1:16686", value_name = "ADDR")]
+    pub api: SocketAddr,
+    /// Largest accepted request body in bytes, after decompression.
+    #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
+    pub max_body_bytes: usize,
+    /// Unindexed bytes above which senders are told to retry later.
+    #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
+    pub max_backlog_bytes: u64,
+    /// How often spans become searchable while they keep arriving, in
+    /// milliseconds (each commit makes an index segment). A burst of spans is
+    /// committed about 50 ms after it ends, at most once per quarter interval.
+    #[arg(long, default_value_t = 1000, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub commit_interval: u64,
+}
 
 pub fn run(args: CollectorArgs) -> anyhow::Result<ExitCode> {
     let config = CollectorConfig {

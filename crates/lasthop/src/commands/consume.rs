@@ -8,12 +8,49 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::{Args, ValueEnum};
 use lasthop_broker::client::{self, AckMode, ConsumerConfig, ProcessOutcome};
 use lasthop_broker::protocol::{Request, Response};
 use tokio::sync::watch;
 
 use super::collector::shutdown_signal;
-use crate::cli::{Ack, ConsumeArgs};
+use crate::flags::SpanExport;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Ack {
+    /// Commit an offset only after its message was processed.
+    AfterProcess,
+    /// Commit as soon as a batch arrives (the auto-commit hazard).
+    OnReceive,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// Broker address (host:port).
+    #[arg(long, value_name = "ADDR")]
+    pub broker: String,
+    /// Topic.
+    #[arg(long, value_name = "T")]
+    pub topic: String,
+    /// Consumer group.
+    #[arg(long, value_name = "G")]
+    pub group: String,
+    /// When offsets are committed.
+    #[arg(long, value_enum, default_value_t = Ack::AfterProcess)]
+    pub ack: Ack,
+    /// Stop after this many messages (default: run until Ctrl-C).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Milliseconds each message takes to process (slow consumers, crash demos).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub process_delay: u64,
+    /// The service's own ledger: each processed message's keys are appended
+    /// to FILE (one per line, synced) before the message counts as processed.
+    #[arg(long, value_name = "FILE")]
+    pub ledger: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub spans: SpanExport,
+}
 
 pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

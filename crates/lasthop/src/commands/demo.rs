@@ -4,9 +4,20 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::Args;
 use lasthop_samples::{DemoOptions, ScenarioOutcome};
 
-use crate::cli::DemoArgs;
+use crate::data_dir::DataDir;
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// Scenarios to run: power-loss, swallowed-exception, consumer-crash,
+    /// disk-loss, network-flap, poison, tx-check-back, reliable, or all.
+    #[arg(value_name = "SCENARIO", default_value = "all")]
+    pub scenarios: Vec<String>,
+}
 
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the lasthop executable")?;

@@ -2,13 +2,31 @@
 //! write-ahead log and index as the collector (`lasthop_collector::ingest`).
 
 use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::Args;
+use lasthop_collector::ingest::InputFormat;
 use lasthop_collector::ingest::{FileRead, load_files};
 use lasthop_collector::{Pipeline, PipelineOptions};
 
-use crate::cli::IngestArgs;
+use crate::data_dir::DataDir;
+use crate::flags::{Reading, input_format};
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// Format of every input file; without it each file's format is told from its content.
+    #[arg(long, value_name = "FORMAT", value_parser = input_format())]
+    pub input_format: Option<InputFormat>,
+    #[command(flatten)]
+    pub reading: Reading,
+    /// Files to load.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
 
 /// Tells stderr how a file was read: each bad record (`file:line: reason`),
 /// then its span count and format, or why it could not be read.

@@ -4,11 +4,43 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::Args;
 use lasthop_broker::client::{Message, Producer, ProducerConfig, SendError};
 use lasthop_broker::protocol::{SendResult, SendStatus};
 
 use super::collector::shutdown_signal;
-use crate::cli::ProduceArgs;
+use crate::flags::SpanExport;
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Broker address.
+    #[arg(long, value_name = "ADDR")]
+    pub broker: String,
+    /// Topic.
+    #[arg(long, value_name = "T")]
+    pub topic: String,
+    /// Messages to send.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub count: u32,
+    /// Business key of message i is PREFIX + i.
+    #[arg(long, default_value = "ORDER_", value_name = "P")]
+    pub key_prefix: String,
+    /// Extra attempts after a failed send.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub retries: u32,
+    /// Milliseconds an attempt waits for the broker.
+    #[arg(long, default_value_t = 3000, value_name = "MS")]
+    pub timeout: u64,
+    /// Send asynchronously (results arrive through callbacks).
+    #[arg(long = "async", conflicts_with = "tx")]
+    pub async_send: bool,
+    /// Send each message as a transaction: half message, local transaction
+    /// (which commits), commit; check-backs are answered from this run's record.
+    #[arg(long)]
+    pub tx: bool,
+    #[command(flatten)]
+    pub spans: SpanExport,
+}
 
 pub fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

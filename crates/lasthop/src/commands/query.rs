@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use clap::Args;
 use lasthop_analyzer::report::{Window, rfc3339_ms};
 use lasthop_analyzer::{Evidence, JudgedAt, MessageVerdicts, Options};
 use lasthop_collector::SpanStore;
@@ -12,8 +13,43 @@ use lasthop_collector::messages::{MessageSpans, group_by_message};
 use lasthop_vocab::SpanRecord;
 use serde_json::{Map, Value, json};
 
-use crate::cli::{OutputFormat, QueryArgs};
 use crate::commands::report::parse_time;
+use crate::data_dir::DataDir;
+use crate::flags::OutputFormat;
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("lookup").required(true).args(["trace_id", "key", "msg_id"])))]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// Ask a running collector's API instead of reading the data directory,
+    /// e.g. http://127.0.0.1:16686.
+    #[arg(long, value_name = "URL", conflicts_with = "path")]
+    pub server: Option<String>,
+    /// Trace id (32 hex digits).
+    #[arg(long, value_name = "HEX")]
+    pub trace_id: Option<String>,
+    /// Business key, e.g. an order id.
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+    /// Message id.
+    #[arg(long, value_name = "ID")]
+    pub msg_id: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Seconds of silence before a message not yet consumed can count as lost.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub grace: u64,
+    /// The time to judge at (RFC 3339 or epoch milliseconds). By default the
+    /// end of the data, the newest span: history has its own "now", so a
+    /// message sent moments before the data ends is in flight, not unknown.
+    #[arg(long, value_name = "T")]
+    pub now: Option<String>,
+    /// A consumer group expected to consume the topic, besides those seen consuming it (repeatable).
+    #[arg(long = "group", value_name = "G")]
+    pub groups: Vec<String>,
+}
 
 pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let (kind, value) = match (&args.trace_id, &args.msg_id, &args.key) {

@@ -5,20 +5,100 @@
 //! however long the history; this command picks the source, draws the
 //! progress and writes the report.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
-
 use std::sync::Mutex;
 
 use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lasthop_analyzer::report::{ReportBuilder, Window};
 use lasthop_analyzer::{JudgeOptions, JudgedAt, Options, Progress, judge_spans, judge_window};
+use lasthop_collector::ingest::InputFormat;
 use lasthop_collector::ingest::{load_files, read_file};
 use lasthop_collector::{Pipeline, PipelineOptions, SpanStore};
 use lasthop_vocab::SpanRecord;
 
-use crate::cli::{ReportArgs, ReportFormat};
 use crate::commands::ingest::tell_file;
+use crate::data_dir::DataDir;
+use crate::flags::{Reading, input_format};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+    Markdown,
+    /// One self-contained page with charts; use with --out report.html.
+    Html,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// Ask a running collector's API instead of reading the data directory.
+    #[arg(long, value_name = "URL", conflicts_with = "inputs")]
+    pub server: Option<String>,
+    /// Report over these files instead of the store (formats told apart by content).
+    #[arg(long = "input", value_name = "FILE", num_args = 1..)]
+    pub inputs: Vec<PathBuf>,
+    /// Format of every --input file.
+    #[arg(long, value_name = "FORMAT", requires = "inputs", value_parser = input_format())]
+    pub input_format: Option<InputFormat>,
+    #[command(flatten)]
+    pub reading: Reading,
+    /// Only spans that started at or after this time (RFC 3339 or epoch milliseconds).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// Only spans that started before this time (RFC 3339 or epoch milliseconds).
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// Write the report here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Exit with status 3 when any message was lost.
+    #[arg(long)]
+    pub fail_on_loss: bool,
+    /// Spans whose records are judged at once when reading the store
+    /// (about a kilobyte each). Messages plainly delivered or in flight are
+    /// counted from fast fields in one pass over the window; their facts (80 bytes a
+    /// message, about 20 a span) are held for 8 times this many spans at a
+    /// time, the rest of a larger window's waiting in a temporary file (see
+    /// --spool-dir) for their turn, so memory follows this however large the
+    /// window.
+    #[arg(long, default_value_t = 2_000_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub share_spans: u64,
+    /// --input files larger than this in all (MiB) are first loaded into a
+    /// temporary store and judged from it like the store, so that memory
+    /// stays bounded however large they are; smaller ones are judged in
+    /// memory. 0 always loads them.
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    pub spool_above: u64,
+    /// Where temporary files go: that temporary store (about 300 bytes per
+    /// span), and the message facts of a window read in several shares (62
+    /// bytes per message); both are removed afterwards. The system's
+    /// temporary directory (TMPDIR) by default.
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+    /// Judge every message from its records, also those whose columns
+    /// already show them plainly delivered (slower; for checking).
+    #[arg(long)]
+    pub read_all: bool,
+    /// Seconds of silence before a message not yet consumed can count as lost.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub grace: u64,
+    /// The time to judge at (RFC 3339 or epoch milliseconds). By default the
+    /// end of the data, the newest span: history has its own "now", so a
+    /// message sent moments before the data ends is in flight, not unknown.
+    #[arg(long, value_name = "T")]
+    pub now: Option<String>,
+    /// A consumer group expected to consume every topic (repeatable).
+    #[arg(long = "group", value_name = "G")]
+    pub groups: Vec<String>,
+}
 
 /// Most spans read through a collector's API for one report.
 const MAX_SPANS: usize = 5_000_000;

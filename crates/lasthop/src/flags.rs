@@ -1,11 +1,14 @@
 //! Flags several commands share, as flattened structs and parsers: where
-//! spans go (`SpanExport`), how input files are read (`Reading`), the
-//! output format of `query` and `campaign`.
+//! spans go (`SpanExport`), how input files are read (`Reading`), how
+//! messages are judged (`Judging`), the output format of `query` and
+//! `campaign`.
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, ValueEnum};
+use lasthop_analyzer::{JudgedAt, Options};
 use lasthop_collector::ingest::text_log::LogPattern;
 use lasthop_collector::ingest::{InputFormat, ReadOptions};
 
@@ -76,4 +79,46 @@ pub(crate) fn input_format() -> impl clap::builder::TypedValueParser<Value = Inp
         .iter()
         .map(|f| PossibleValue::new(f.name()).help(f.about()));
     PossibleValuesParser::new(names).try_map(|name| name.parse::<InputFormat>())
+}
+
+/// How `query` and `report` judge messages.
+#[derive(Debug, Args)]
+pub struct Judging {
+    /// Seconds of silence before a message not yet consumed can count as lost.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub grace: u64,
+    /// The time to judge at (RFC 3339 or epoch milliseconds). By default the
+    /// end of the data, the newest span: history has its own "now", so a
+    /// message sent moments before the data ends is in flight, not unknown.
+    #[arg(long, value_name = "T")]
+    pub now: Option<String>,
+    /// A consumer group expected to consume the topics, besides those seen consuming them (repeatable).
+    #[arg(long = "group", value_name = "G")]
+    pub groups: Vec<String>,
+}
+
+impl Judging {
+    /// `--now`, parsed.
+    pub fn now(&self) -> anyhow::Result<Option<u64>> {
+        self.now.as_deref().map(parse_time).transpose()
+    }
+
+    /// The rules' options, judging at `at`.
+    pub fn options(&self, at: JudgedAt) -> Options {
+        Options {
+            grace_ns: self.grace * 1_000_000_000,
+            now_ns: at.ns,
+            groups: self.groups.clone(),
+        }
+    }
+}
+
+/// RFC 3339 or epoch milliseconds, to ns since the epoch.
+pub fn parse_time(text: &str) -> anyhow::Result<u64> {
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(ms * 1_000_000);
+    }
+    let t = chrono::DateTime::parse_from_rfc3339(text)
+        .with_context(|| format!("{text:?} is not RFC 3339 or epoch milliseconds"))?;
+    u64::try_from(t.timestamp_nanos_opt().unwrap_or(0)).context("time before 1970")
 }

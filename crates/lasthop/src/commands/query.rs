@@ -6,16 +6,15 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 use lasthop_analyzer::report::{Window, rfc3339_ms};
-use lasthop_analyzer::{Evidence, JudgedAt, MessageVerdicts, Options};
+use lasthop_analyzer::{Evidence, JudgedAt, MessageVerdicts};
 use lasthop_collector::SpanStore;
 use lasthop_collector::api::jaeger::lifted_attributes;
 use lasthop_collector::messages::{MessageSpans, group_by_message};
 use lasthop_vocab::SpanRecord;
 use serde_json::{Map, Value, json};
 
-use crate::commands::report::parse_time;
 use crate::data_dir::DataDir;
-use crate::flags::OutputFormat;
+use crate::flags::{Judging, OutputFormat};
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("lookup").required(true).args(["trace_id", "key", "msg_id"])))]
@@ -38,17 +37,8 @@ pub struct QueryArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
-    /// Seconds of silence before a message not yet consumed can count as lost.
-    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
-    pub grace: u64,
-    /// The time to judge at (RFC 3339 or epoch milliseconds). By default the
-    /// end of the data, the newest span: history has its own "now", so a
-    /// message sent moments before the data ends is in flight, not unknown.
-    #[arg(long, value_name = "T")]
-    pub now: Option<String>,
-    /// A consumer group expected to consume the topic, besides those seen consuming it (repeatable).
-    #[arg(long = "group", value_name = "G")]
-    pub groups: Vec<String>,
+    #[command(flatten)]
+    pub judging: Judging,
 }
 
 pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
@@ -77,8 +67,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
             (store.with_context(found)?, store.newest_start_ns()?)
         }
     };
-    let flag = args.now.as_deref().map(parse_time).transpose()?;
-    let at = JudgedAt::resolve(flag, newest, None);
+    let at = JudgedAt::resolve(args.judging.now()?, newest, None);
     // The lookup's own spans; the rest is context for the analysis.
     let wanted = |r: &SpanRecord| match kind {
         "trace_id" => r.trace_id == value,
@@ -86,11 +75,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
         _ => r.keys.contains(&value),
     };
     let records: Vec<SpanRecord> = all.iter().filter(|r| wanted(r)).cloned().collect();
-    let options = Options {
-        grace_ns: args.grace * 1_000_000_000,
-        now_ns: at.ns,
-        groups: args.groups.clone(),
-    };
+    let options = args.judging.options(at);
     let judged = Window::new(None, None, at).judged().unwrap_or_default();
     let verdicts = lasthop_analyzer::analyze(&Evidence::new(&all), &options);
     let messages = group_by_message(&records);

@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lasthop_analyzer::report::{ReportBuilder, Window};
-use lasthop_analyzer::{JudgeOptions, JudgedAt, Options, Progress, judge_spans, judge_window};
+use lasthop_analyzer::{JudgeOptions, JudgedAt, Progress, judge_spans, judge_window};
 use lasthop_collector::ingest::InputFormat;
 use lasthop_collector::ingest::{load_files, read_file};
 use lasthop_collector::{Pipeline, PipelineOptions, SpanStore};
@@ -21,7 +21,7 @@ use lasthop_vocab::SpanRecord;
 
 use crate::commands::ingest::tell_file;
 use crate::data_dir::DataDir;
-use crate::flags::{Reading, input_format};
+use crate::flags::{Judging, Reading, input_format, parse_time};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportFormat {
@@ -87,31 +87,12 @@ pub struct ReportArgs {
     /// already show them plainly delivered (slower; for checking).
     #[arg(long)]
     pub read_all: bool,
-    /// Seconds of silence before a message not yet consumed can count as lost.
-    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
-    pub grace: u64,
-    /// The time to judge at (RFC 3339 or epoch milliseconds). By default the
-    /// end of the data, the newest span: history has its own "now", so a
-    /// message sent moments before the data ends is in flight, not unknown.
-    #[arg(long, value_name = "T")]
-    pub now: Option<String>,
-    /// A consumer group expected to consume every topic (repeatable).
-    #[arg(long = "group", value_name = "G")]
-    pub groups: Vec<String>,
+    #[command(flatten)]
+    pub judging: Judging,
 }
 
 /// Most spans read through a collector's API for one report.
 const MAX_SPANS: usize = 5_000_000;
-
-/// RFC 3339 or epoch milliseconds, to ns since the epoch.
-pub(crate) fn parse_time(text: &str) -> anyhow::Result<u64> {
-    if let Ok(ms) = text.parse::<u64>() {
-        return Ok(ms * 1_000_000);
-    }
-    let t = chrono::DateTime::parse_from_rfc3339(text)
-        .with_context(|| format!("{text:?} is not RFC 3339 or epoch milliseconds"))?;
-    u64::try_from(t.timestamp_nanos_opt().unwrap_or(0)).context("time before 1970")
-}
 
 /// The window's spans from a collector's `/api/spans`.
 fn fetch_window(
@@ -248,12 +229,8 @@ fn judge_store(
 pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let since = args.since.as_deref().map(parse_time).transpose()?;
     let until = args.until.as_deref().map(parse_time).transpose()?;
-    let now = args.now.as_deref().map(parse_time).transpose()?;
-    let options = |at: JudgedAt| Options {
-        grace_ns: args.grace * 1_000_000_000,
-        now_ns: at.ns,
-        groups: args.groups.clone(),
-    };
+    let now = args.judging.now()?;
+    let options = |at: JudgedAt| args.judging.options(at);
     let judging = |at: JudgedAt| JudgeOptions {
         share_spans: args.share_spans,
         read_all: args.read_all,

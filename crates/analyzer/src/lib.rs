@@ -16,6 +16,7 @@ mod evidence;
 mod explain;
 pub mod facts;
 pub mod judge;
+pub mod live;
 mod model;
 pub mod report;
 mod report_html;

@@ -78,6 +78,23 @@ pub struct LostMessage {
     pub fix: Option<String>,
 }
 
+impl LostMessage {
+    /// The entry of message `m` for its verdict `v`.
+    pub fn of(m: &MessageVerdicts, v: &crate::model::GroupVerdict) -> LostMessage {
+        LostMessage {
+            message_id: m.message_id.clone(),
+            keys: m.keys.clone(),
+            topic: m.topic.clone(),
+            group: v.group.clone(),
+            verdict: v.verdict,
+            hop: v.hop.clone(),
+            cause: v.cause,
+            explanation: v.explanation.clone(),
+            fix: v.fix.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Report {
     pub window: Window,
@@ -180,17 +197,7 @@ impl ReportBuilder {
         if let Some(t) = m.sent_ns {
             self.lost_times.push((t, hop));
         }
-        self.lost_messages.push(LostMessage {
-            message_id: m.message_id.clone(),
-            keys: m.keys.clone(),
-            topic: m.topic.clone(),
-            group: v.group.clone(),
-            verdict: v.verdict,
-            hop: v.hop.clone(),
-            cause: v.cause,
-            explanation: v.explanation.clone(),
-            fix: v.fix.clone(),
-        });
+        self.lost_messages.push(LostMessage::of(m, v));
     }
 
     /// The report; lost messages in the order of their message ids.

@@ -11,7 +11,9 @@ pub mod api;
 pub mod ingest;
 mod instrumentation;
 pub mod messages;
+pub mod metrics;
 pub mod normalize;
+mod observer;
 pub mod otlp;
 pub mod pipeline;
 pub mod server;
@@ -19,6 +21,7 @@ pub mod stats;
 pub mod store;
 pub mod wal;
 
+pub use observer::{Plugins, SpanObserver};
 pub use pipeline::{AcceptError, OpenError, Pipeline, PipelineOptions};
 pub use server::{CollectorConfig, RunningCollector, StartError};
 pub use stats::StatsSnapshot;

@@ -30,6 +30,7 @@ use lasthop_vocab::SpanRecord;
 use tantivy::{Index, IndexWriter, ReloadPolicy};
 use tokio::sync::oneshot;
 
+use crate::observer::SpanObserver;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::store::{self, SpanSchema, SpanStore, StoreError};
 use crate::wal::{self, Lsn, Wal, WalError};
@@ -165,6 +166,16 @@ impl std::fmt::Debug for Pipeline {
 impl Pipeline {
     /// Opens the data directory, replays the WAL into the index, and starts the threads.
     pub fn open(data_dir: &Path, options: PipelineOptions) -> Result<Pipeline, OpenError> {
+        Pipeline::open_observed(data_dir, options, None)
+    }
+
+    /// The same, telling `observer` of every span each index commit makes
+    /// searchable from then on (see [`SpanObserver`]).
+    pub fn open_observed(
+        data_dir: &Path,
+        options: PipelineOptions,
+        observer: Option<Arc<dyn SpanObserver>>,
+    ) -> Result<Pipeline, OpenError> {
         let io = |source| OpenError::Io {
             path: data_dir.to_owned(),
             source,
@@ -215,7 +226,7 @@ impl Pipeline {
             failed: Mutex::new(None),
         });
         let schema = SpanSchema::new();
-        let mut replayed = 0u64;
+        let (mut replayed, mut dropped) = (0u64, 0u64);
         let mut decode_error = None;
         let end = wal::replay(&wal_dir, committed, |_, payload| {
             for item in split_batch(payload) {
@@ -224,11 +235,13 @@ impl Pipeline {
                     Ok((record, bytes)) => {
                         if let Err(e) = writer.add_document(schema.document(&record, bytes)) {
                             decode_error.get_or_insert(e.to_string());
+                            dropped += 1;
                         }
                         replayed += 1;
                     }
                     Err(e) => {
                         decode_error.get_or_insert(e.to_string());
+                        dropped += 1;
                     }
                 }
             }
@@ -248,9 +261,13 @@ impl Pipeline {
         }
         shared.indexed.store(end, Ordering::Release);
         Stats::add(&shared.stats.replayed_spans, replayed);
+        Stats::add(&shared.stats.dropped_spans, dropped);
         Stats::add(&shared.stats.indexed_spans, replayed);
 
         let store = SpanStore::from_index(index, ReloadPolicy::Manual)?;
+        if let Some(observer) = &observer {
+            observer.opened(&store);
+        }
         let (wal_tx, wal_rx) = mpsc::channel::<AppendJob>();
         let (index_tx, index_rx) = mpsc::channel::<IndexJob>();
         let threads = vec![
@@ -265,7 +282,14 @@ impl Pipeline {
                     interval: options.commit_interval,
                     idle: options.idle_commit,
                 };
-                move || index_loop(writer, index_rx, &shared, &store, &wal_dir, timing)
+                move || {
+                    let sinks = IndexSinks {
+                        store: &store,
+                        wal_dir: &wal_dir,
+                        observer: observer.as_deref(),
+                    };
+                    index_loop(writer, index_rx, &shared, sinks, timing)
+                }
             }),
         ];
         Ok(Pipeline {
@@ -497,15 +521,31 @@ impl CommitTiming {
     }
 }
 
+/// Where the index thread's commits go besides the index.
+struct IndexSinks<'a> {
+    /// Reloaded after each commit.
+    store: &'a SpanStore,
+    /// Segments below each commit are deleted.
+    wal_dir: &'a Path,
+    /// Told of each commit's spans.
+    observer: Option<&'a dyn SpanObserver>,
+}
+
 fn index_loop(
     mut writer: IndexWriter,
     rx: Receiver<IndexJob>,
     shared: &Shared,
-    store: &SpanStore,
-    wal_dir: &Path,
+    sinks: IndexSinks<'_>,
     timing: CommitTiming,
 ) {
+    let IndexSinks {
+        store,
+        wal_dir,
+        observer,
+    } = sinks;
     let schema = SpanSchema::new();
+    // The records of the documents waiting for a commit, for the observer.
+    let mut committing: Vec<SpanRecord> = Vec::new();
     let mut last_commit = None;
     let mut last_job = Instant::now();
     // Since when documents wait for a commit, the WAL end they reach, and how many.
@@ -533,6 +573,9 @@ fn index_loop(
                         return;
                     }
                 }
+                if observer.is_some() {
+                    committing.extend(job.records);
+                }
                 last_job = Instant::now();
                 pending = Some(match pending {
                     Some((first, _, count)) => (first, job.end, count + n),
@@ -557,7 +600,11 @@ fn index_loop(
             // Counters first: whoever wakes on the new LSN must see them.
             Stats::add(&shared.stats.indexed_spans, count);
             Stats::add(&shared.stats.commits, 1);
+            shared.stats.mark_commit();
             shared.set_indexed(lsn);
+            if let Some(observer) = observer {
+                observer.indexed(std::mem::take(&mut committing));
+            }
             if let Err(e) = wal::remove_below(wal_dir, lsn) {
                 tracing::warn!(error = %e, "could not delete indexed wal segments");
             }

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::observer::Plugins;
 use crate::otlp::{self, grpc::OtlpGrpc};
 use crate::pipeline::{OpenError, Pipeline, PipelineOptions};
 use crate::stats::StatsSnapshot;
@@ -23,6 +24,8 @@ pub struct CollectorConfig {
     pub api: SocketAddr,
     pub max_body_bytes: usize,
     pub pipeline: PipelineOptions,
+    /// An observer of indexed spans, more API routes, more metrics.
+    pub plugins: Plugins,
 }
 
 impl CollectorConfig {
@@ -35,6 +38,7 @@ impl CollectorConfig {
             api: SocketAddr::from(([127, 0, 0, 1], 16686)),
             max_body_bytes: otlp::DEFAULT_MAX_BODY_BYTES,
             pipeline: PipelineOptions::default(),
+            plugins: Plugins::default(),
         }
     }
 
@@ -98,9 +102,11 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, StartErr
     );
     let data_dir = config.data_dir.clone();
     let options = config.pipeline.clone();
-    let pipeline = tokio::task::spawn_blocking(move || Pipeline::open(&data_dir, options))
-        .await
-        .expect("pipeline open task")?;
+    let observer = config.plugins.observer.clone();
+    let pipeline =
+        tokio::task::spawn_blocking(move || Pipeline::open_observed(&data_dir, options, observer))
+            .await
+            .expect("pipeline open task")?;
     let pipeline = Arc::new(pipeline);
     let (stop, stopped) = watch::channel(false);
     let until_stopped = move || {
@@ -124,7 +130,13 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, StartErr
     });
     let http_router = otlp::http::router(pipeline.clone(), config.max_body_bytes);
     let http_task = serve_axum("otlp http", http, http_router, until_stopped());
-    let api_router = crate::api::router(pipeline.store().clone(), Some(pipeline.clone()));
+    let mut api_router =
+        crate::api::router(pipeline.store().clone(), Some(pipeline.clone())).merge(
+            crate::metrics::router(pipeline.clone(), &config.plugins.metrics),
+        );
+    if let Some(routes) = config.plugins.routes.clone() {
+        api_router = api_router.merge(routes);
+    }
     let api_task = serve_axum("query api", api, api_router, until_stopped());
     tracing::info!(%grpc_addr, %http_addr, %api_addr, data = %config.data_dir.display(), "collector listening");
     Ok(RunningCollector {

@@ -20,10 +20,15 @@ pub struct Stats {
     pub replayed_spans: AtomicU64,
     pub wal_bytes: AtomicU64,
     pub commits: AtomicU64,
+    /// Acknowledged spans that could not be indexed (a write-ahead log
+    /// record that no longer decodes on replay): must stay 0.
+    pub dropped_spans: AtomicU64,
+    /// When the index last committed, ns since the epoch (0: not yet).
+    pub last_commit_ns: AtomicU64,
 }
 
 /// A snapshot of [`Stats`], as the stats endpoint and the shutdown line show it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct StatsSnapshot {
     pub received_spans: u64,
     pub acknowledged_spans: u64,
@@ -34,8 +39,12 @@ pub struct StatsSnapshot {
     pub replayed_spans: u64,
     pub wal_bytes: u64,
     pub commits: u64,
+    pub dropped_spans: u64,
     /// WAL bytes acknowledged but not yet indexed.
     pub backlog_bytes: u64,
+    /// How long acknowledged spans have waited for the index, in seconds:
+    /// 0 when nothing waits, else the time since the index last committed.
+    pub index_lag_seconds: f64,
 }
 
 impl Stats {
@@ -55,7 +64,23 @@ impl Stats {
             replayed_spans: get(&self.replayed_spans),
             wal_bytes: get(&self.wal_bytes),
             commits: get(&self.commits),
+            dropped_spans: get(&self.dropped_spans),
             backlog_bytes,
+            index_lag_seconds: match (backlog_bytes, get(&self.last_commit_ns)) {
+                (0, _) => 0.0,
+                (_, last) => now_ns().saturating_sub(last) as f64 / 1e9,
+            },
         }
     }
+
+    /// Records that the index committed now.
+    pub fn mark_commit(&self) {
+        self.last_commit_ns.store(now_ns(), Ordering::Relaxed);
+    }
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }

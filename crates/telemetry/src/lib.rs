@@ -32,6 +32,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+pub mod metrics;
 mod otlp_encode;
 mod otlp_export;
 mod spool;

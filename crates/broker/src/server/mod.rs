@@ -8,6 +8,7 @@
 mod connection;
 pub mod flush;
 mod handlers;
+mod metrics;
 mod replication;
 mod retry;
 mod send_path;
@@ -59,6 +60,8 @@ pub(crate) struct Broker {
     pub role: std::sync::Mutex<BrokerRole>,
     pub replication: replication::Replication,
     pub transactions: transaction::Transactions,
+    /// What `--metrics` counts as the broker serves.
+    pub counters: metrics::BrokerCounters,
 }
 
 impl Broker {
@@ -121,6 +124,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, BrokerError> {
         role: std::sync::Mutex::new(config.broker_role),
         replication: replication::Replication::new(),
         transactions,
+        counters: metrics::BrokerCounters::default(),
         config,
     });
     let mut tasks = vec![
@@ -197,6 +201,27 @@ impl RunningBroker {
 
     pub fn epoch(&self) -> u64 {
         self.broker.store.epoch()
+    }
+
+    /// Serves Prometheus metrics at `http://{addr}/metrics` until the broker
+    /// stops; returns the address bound.
+    pub async fn serve_metrics(&mut self, addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| BrokerError::Bind { addr, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| BrokerError::Bind { addr, source })?;
+        let mut stopping = self.broker.stopping.clone();
+        let stop = async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        };
+        self.tasks.push(tokio::spawn(metrics::serve(
+            self.broker.clone(),
+            listener,
+            stop,
+        )));
+        Ok(bound)
     }
 
     /// What opening the store found.

@@ -67,6 +67,16 @@ impl Replication {
         )
     }
 
+    /// Master: each replica and the offset it has acknowledged.
+    pub(crate) fn replicas(&self) -> Vec<(String, u64)> {
+        let acked = *self.acked.borrow();
+        let replica = self.replica.lock().expect("replica lock");
+        replica
+            .iter()
+            .map(|(name, _)| (name.clone(), acked))
+            .collect()
+    }
+
     /// Whether a SYNC_MASTER can wait for a replica at all.
     pub(crate) fn available(&self) -> bool {
         self.replica_alive()

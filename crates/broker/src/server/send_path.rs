@@ -22,8 +22,17 @@ pub(crate) fn store_error(e: impl std::fmt::Display) -> Response {
     }
 }
 
-/// Why a send (or half message) cannot be taken, if it cannot.
+/// Why a send (or half message) cannot be taken, if it cannot (counted
+/// by its error code).
 pub(crate) fn refuse_send(broker: &Broker, send: &SendRequest) -> Option<Response> {
+    let refused = refusal(broker, send);
+    if let Some(Response::Error { code, .. }) = &refused {
+        broker.counters.answered(&format!("{code:?}"));
+    }
+    refused
+}
+
+fn refusal(broker: &Broker, send: &SendRequest) -> Option<Response> {
     let config = &broker.config;
     if protocol::is_system(&send.topic) {
         let message = format!(
@@ -57,14 +66,24 @@ pub(crate) fn refuse_send(broker: &Broker, send: &SendRequest) -> Option<Respons
 
 /// Appends `message` to the store and wakes long-polling pulls.
 pub(crate) fn put(broker: &Broker, message: StoredMessage) -> Result<PutResult, Response> {
-    let put = broker.store.put(message).map_err(store_error)?;
+    let put = broker.store.put(message).map_err(|e| {
+        broker.counters.answered("StoreError");
+        store_error(e)
+    })?;
     broker.appended_to(put.commitlog_offset + put.size);
     Ok(put)
 }
 
 /// Waits as the configuration asks before a send is acknowledged: for the
 /// fsync covering `end` (SYNC_FLUSH) and for a slave's ack (SYNC_MASTER).
+/// Each answer is counted by its status.
 pub(crate) async fn wait_durable(broker: &Broker, end: u64) -> SendStatus {
+    let status = durable(broker, end).await;
+    broker.counters.answered(status.as_str());
+    status
+}
+
+async fn durable(broker: &Broker, end: u64) -> SendStatus {
     let config = &broker.config;
     if config.flush_disk_type == FlushDiskType::SyncFlush {
         broker.flush.request(end);

@@ -57,6 +57,11 @@ pub struct BrokerArgs {
     /// Keep unflushed commit-log bytes in memory only, so kill -9 loses them like a power cut.
     #[arg(long)]
     pub simulate_power_loss: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics: put and flushed
+    /// offsets, replica lag, each group's committed offset and lag per
+    /// queue, retry and dead-letter counts, send statuses (port 0: any free port).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
     #[command(flatten)]
     pub spans: SpanExport,
 }
@@ -129,7 +134,7 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let service = format!("lasthop-broker-{}", config.broker_name);
         let telemetry = args.spans.init(&service, "info")?;
-        let broker = match server::start(config).await {
+        let mut broker = match server::start(config).await {
             Ok(broker) => broker,
             Err(e) => {
                 // Its `recover` span, if it got that far, still goes out.
@@ -146,6 +151,13 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<ExitCode> {
             r.cause.as_str(),
             r.surviving_end
         );
+        if let Some(addr) = args.metrics {
+            let bound = broker.serve_metrics(addr).await?;
+            if !bound.ip().is_loopback() {
+                eprintln!("warning: broker metrics on {bound} are reachable from other hosts");
+            }
+            println!("lasthop broker {} metrics on http://{bound}/metrics", broker.name());
+        }
         shutdown_signal().await;
         tracing::info!("shutting down: finishing requests, flushing the commit log");
         let stopped = broker.shutdown().await;

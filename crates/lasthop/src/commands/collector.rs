@@ -3,8 +3,11 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use std::time::Duration;
+
 use anyhow::Context;
 use clap::Args;
+use lasthop_analyzer::live::{LiveJudge, LiveOptions};
 use lasthop_collector::{CollectorConfig, PipelineOptions};
 
 use crate::data_dir::DataDir;
@@ -34,10 +37,51 @@ pub struct CollectorArgs {
     #[arg(long, default_value_t = 1000, value_name = "MS",
           value_parser = clap::value_parser!(u64).range(10..))]
     pub commit_interval: u64,
+    /// Seconds of silence after a message's last span before live judging
+    /// counts a loss verdict as final (alerts and `lasthop_messages_lost`).
+    /// Delivered messages are counted as soon as every group has them.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS", value_parser = seconds)]
+    pub live_grace: f64,
+    /// Judge no message live: no loss metrics, alerts or `/api/live`.
+    #[arg(long, conflicts_with_all = ["alert_webhook", "live_grace"])]
+    pub no_live: bool,
+    /// POST each lost message, as JSON (its `lost_messages` entry of
+    /// `report --format json`), to this http:// URL; retried with backoff.
+    #[arg(long, value_name = "URL")]
+    pub alert_webhook: Option<String>,
+    /// A consumer group expected to consume every topic, besides those seen
+    /// consuming it (repeatable).
+    #[arg(long = "group", value_name = "G")]
+    pub groups: Vec<String>,
+}
+
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 0.0 => Ok(s),
+        _ => Err(format!(
+            "expected seconds (a number, 0 or more), got {text:?}"
+        )),
+    }
+}
+
+/// The live judge's options from the flags.
+pub fn live_options(grace_seconds: f64, groups: Vec<String>) -> LiveOptions {
+    LiveOptions {
+        groups,
+        ..LiveOptions::with_grace(Duration::from_secs_f64(grace_seconds))
+    }
 }
 
 pub fn run(args: CollectorArgs) -> anyhow::Result<ExitCode> {
-    let config = CollectorConfig {
+    if let Some(url) = &args.alert_webhook
+        && !url.starts_with("http://")
+    {
+        anyhow::bail!(
+            "--alert-webhook must be an http:// URL (lasthop has no TLS client; put a \
+             relay such as Alertmanager or a TLS proxy in front of https endpoints), got {url:?}"
+        );
+    }
+    let mut config = CollectorConfig {
         otlp_grpc: args.otlp_grpc,
         otlp_http: args.otlp_http,
         api: args.api,
@@ -51,6 +95,17 @@ pub fn run(args: CollectorArgs) -> anyhow::Result<ExitCode> {
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let live = (!args.no_live).then(|| {
+            let options = live_options(args.live_grace, args.groups.clone());
+            LiveJudge::start(
+                options,
+                args.alert_webhook.clone(),
+                &tokio::runtime::Handle::current(),
+            )
+        });
+        if let Some(live) = &live {
+            config.plugins = live.plugins();
+        }
         let running = lasthop_collector::server::start(config).await?;
         println!(
             "lasthop collector: otlp grpc {} | otlp http {} | api http://{}",
@@ -59,6 +114,7 @@ pub fn run(args: CollectorArgs) -> anyhow::Result<ExitCode> {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing requests in flight and draining the index");
         let stats = running.shutdown().await;
+        drop(live);
         tracing::info!(
             received = stats.received_spans,
             acknowledged = stats.acknowledged_spans,

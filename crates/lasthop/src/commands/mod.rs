@@ -13,6 +13,7 @@ mod ingest;
 mod produce;
 mod query;
 mod report;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -29,6 +30,7 @@ use ingest::IngestArgs;
 use produce::ProduceArgs;
 use query::QueryArgs;
 use report::ReportArgs;
+use watch::WatchArgs;
 
 /// lasthop: end-to-end message tracing and message-loss diagnosis.
 ///
@@ -54,6 +56,9 @@ pub enum Command {
     /// A loss report over the store or over files: verdict totals, losses by
     /// hop, topic, group and broker, a timeline, and every lost message.
     Report(ReportArgs),
+    /// Print a running collector's losses as its live judge finds them, one
+    /// line each; with --fail-on-loss, exit 3 at the first.
+    Watch(WatchArgs),
     /// Watch messages get lost and found: the red-packet story against real
     /// brokers with real faults, the ledgers' truth beside lasthop's verdicts.
     Demo(DemoArgs),
@@ -100,6 +105,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Query(args) => query::run(args),
         Command::Ingest(args) => ingest::run(args),
         Command::Report(args) => report::run(args),
+        Command::Watch(args) => watch::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Campaign(args) => campaign::run(args),
         Command::Broker(args) => broker::run(args),

@@ -1,0 +1,50 @@
+//! Seams through which another part of lasthop joins a running collector:
+//! a [`SpanObserver`] hears every span once it is searchable, [`Plugins`]
+//! carries that observer, more API routes and more metrics to
+//! [`crate::server::start`]. The collector knows nothing of what they do
+//! (the live judge, for one, lives in the analyzer).
+
+use std::sync::Arc;
+
+use lasthop_vocab::SpanRecord;
+use prometheus_client::collector::Collector;
+
+use crate::store::SpanStore;
+
+/// Hears the spans of each index commit, after the commit and the reader
+/// reload: the collector's store already finds every span it has been told
+/// of. Called on the index thread, in commit order, each acknowledged span
+/// once (spans replayed from the write-ahead log when the collector starts
+/// belong to before it and are not told).
+///
+/// It may block: blocking holds the index back, and a collector whose index
+/// falls behind pushes back on senders (OTLP's retryable statuses), so an
+/// observer that cannot keep up slows ingestion instead of losing spans.
+pub trait SpanObserver: Send + Sync + 'static {
+    /// The collector's store, once it is open (before any [`Self::indexed`]).
+    fn opened(&self, _store: &SpanStore) {}
+
+    /// The spans one commit made searchable.
+    fn indexed(&self, records: Vec<SpanRecord>);
+}
+
+/// What [`crate::server::start`] serves besides the collector's own parts.
+#[derive(Clone, Default)]
+pub struct Plugins {
+    /// Told of every indexed span.
+    pub observer: Option<Arc<dyn SpanObserver>>,
+    /// Routes merged into the query API's router (their own state applied).
+    pub routes: Option<axum::Router>,
+    /// Metric collectors encoded at `/metrics` after the collector's own.
+    pub metrics: Vec<Arc<dyn Collector>>,
+}
+
+impl std::fmt::Debug for Plugins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugins")
+            .field("observer", &self.observer.is_some())
+            .field("routes", &self.routes.is_some())
+            .field("metrics", &self.metrics.len())
+            .finish()
+    }
+}

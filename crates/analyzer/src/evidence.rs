@@ -208,3 +208,61 @@ impl Globals {
         merge(&mut self.last_processing, &e.last_processing);
     }
 }
+
+impl Globals {
+    /// Adds what one span says when it names its group and topic: a
+    /// consumer of the topic, and when the group last processed. The same
+    /// as [`Globals::absorb`] of that span, without building an
+    /// [`Evidence`] (live judging calls it for every span).
+    pub(crate) fn note_span(&mut self, s: &SpanRecord) {
+        let (Some(group), Some(topic)) = (s.group.as_deref(), s.topic.as_deref()) else {
+            return;
+        };
+        if !matches!(s.hop, Some(Hop::Receive | Hop::Process | Hop::Settle)) {
+            return;
+        }
+        if !self
+            .groups_by_topic
+            .get(topic)
+            .is_some_and(|g| g.contains(group))
+        {
+            let groups = self.groups_by_topic.entry(topic.to_owned()).or_default();
+            groups.insert(group.to_owned());
+        }
+        if s.hop == Some(Hop::Process) && !s.is_error() {
+            let key = (group.to_owned(), topic.to_owned());
+            let last = self.last_processing.entry(key).or_default();
+            *last = (*last).max(s.start_ns);
+        }
+    }
+
+    /// Adds what one message's spans say of its groups, as
+    /// [`Globals::absorb`] does: its consumers' spans that name no topic
+    /// (RocketMQ's consumer trace records) count for the message's, and the
+    /// newest message each group processed (by send time).
+    pub(crate) fn note_message<'a>(&mut self, spans: impl Iterator<Item = &'a SpanRecord> + Clone) {
+        let topic = spans.clone().find_map(|s| s.topic.as_deref());
+        if let Some(topic) = topic {
+            for s in spans.clone().filter(|s| s.topic.is_none()) {
+                let mut named = s.clone();
+                named.topic = Some(topic.to_owned());
+                self.note_span(&named);
+            }
+        }
+        let Some(sent) = (spans.clone())
+            .filter(|s| s.hop == Some(Hop::Send))
+            .map(|s| s.start_ns)
+            .min()
+        else {
+            return;
+        };
+        for p in spans.filter(|s| s.hop == Some(Hop::Process) && !s.is_error()) {
+            if let (Some(g), Some(t)) = (p.group.as_deref(), p.topic.as_deref().or(topic)) {
+                let newest = (self.newest_processed)
+                    .entry((g.to_owned(), t.to_owned()))
+                    .or_default();
+                *newest = (*newest).max(sent);
+            }
+        }
+    }
+}

@@ -16,15 +16,20 @@
 //!
 //! With `--lookup-only` the reference run is skipped and requests are
 //! generated while sending (for sizes that do not fit in memory twice).
+//!
+//! With `--live`, each round runs the collector twice instead, without and
+//! with the analyzer's live judge (`lasthop collector`'s default), and the
+//! median ratio with / without is reported (DESIGN section 9: >= 0.9).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use lasthop_analyzer::live::{LiveJudge, LiveOptions};
 use lasthop_collector::normalize::normalize_request;
 use lasthop_collector::otlp::proto::decode_request;
 use lasthop_collector::store::SpanSchema;
-use lasthop_collector::{CollectorConfig, SpanStore, server};
+use lasthop_collector::{CollectorConfig, Plugins, SpanStore, server};
 use lasthop_telemetry::{GRPC_EXPORT, RawCodec};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value};
@@ -50,6 +55,8 @@ struct Args {
     keep_data: Option<std::path::PathBuf>,
     /// Reference-then-collector pairs to run; the median ratio is the figure.
     rounds: usize,
+    /// Compare the collector with live judging against without.
+    live: bool,
 }
 
 /// With `--fail-every N`, every N-th message's `process` span is an error
@@ -63,6 +70,7 @@ fn args() -> Args {
         clients: 4,
         keep_data: None,
         rounds: 3,
+        live: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -70,6 +78,7 @@ fn args() -> Args {
             "--spans" => a.spans = it.next().and_then(|v| v.parse().ok()).expect("--spans N"),
             "--clients" => a.clients = it.next().and_then(|v| v.parse().ok()).expect("--clients N"),
             "--lookup-only" => a.lookup_only = true,
+            "--live" => a.live = true,
             "--rounds" => a.rounds = it.next().and_then(|v| v.parse().ok()).expect("--rounds N"),
             "--keep-data" => a.keep_data = it.next().map(Into::into),
             "--fail-every" => FAIL_EVERY.store(
@@ -322,6 +331,9 @@ fn main() {
     // Reference and collector side by side, round after round: the machine's
     // speed drifts, so each ratio compares two runs minutes apart at most.
     let rounds = if args.lookup_only { 1 } else { args.rounds };
+    if args.live {
+        return live_rounds(&args, n_requests, prepared, &runtime);
+    }
     let mut ratios = Vec::new();
     let mut last = None;
     for round in 1..=rounds {
@@ -332,7 +344,7 @@ fn main() {
             _ => dir.path().to_owned(),
         };
         let (collector_time, running) =
-            runtime.block_on(collect(&args, n_requests, prepared.clone(), &data));
+            runtime.block_on(collect(&args, n_requests, prepared.clone(), &data, None));
         print!("round {round}: ");
         if let Some(r) = reference_time {
             print!("bare tantivy {:>7.0} spans/s, ", rate(r));
@@ -401,6 +413,74 @@ fn main() {
     }
 }
 
+/// `--live`: rounds of the collector without, then with live judging.
+fn live_rounds(
+    args: &Args,
+    n_requests: usize,
+    prepared: Option<Arc<Vec<prost::bytes::Bytes>>>,
+    runtime: &tokio::runtime::Runtime,
+) {
+    let rate = |d: Duration| args.spans as f64 / d.as_secs_f64();
+    let mut ratios = Vec::new();
+    for round in 1..=args.rounds {
+        let mut rates = [0.0; 2];
+        for (with_live, rate_of) in [false, true].into_iter().zip(rates.iter_mut()) {
+            let dir = tempfile::tempdir().unwrap();
+            let live = with_live.then(|| {
+                let _guard = runtime.enter();
+                LiveJudge::start(LiveOptions::default(), None, runtime.handle())
+            });
+            let plugins = live.as_ref().map(LiveJudge::plugins);
+            let start = Instant::now();
+            let (mut time, running) = runtime.block_on(collect(
+                args,
+                n_requests,
+                prepared.clone(),
+                dir.path(),
+                plugins,
+            ));
+            let indexed = time;
+            if let Some(live) = &live {
+                // Ingested means judged-from too: the clock runs until the
+                // live judge has taken in every span.
+                while (live.status().spans as usize) < args.spans {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                time = start.elapsed();
+                let messages = (args.spans / HOPS.len()) as u64;
+                while live.status().settled < messages {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                let status = live.status();
+                println!(
+                    "round {round}: with live judging {:>7.0} spans/s taken in by the live judge ({:>7.0} spans/s durable and searchable); every message judged after {:.2} s (a message settles 1 s after its last span), {} open, {} judgings",
+                    rate(time),
+                    rate(indexed),
+                    start.elapsed().as_secs_f64(),
+                    status.open,
+                    status.judgings
+                );
+            } else {
+                println!(
+                    "round {round}: without          {:>7.0} spans/s",
+                    rate(time)
+                );
+            }
+            *rate_of = rate(time);
+            runtime.block_on(running.shutdown());
+        }
+        ratios.push(rates[1] / rates[0]);
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "ratio with live judging / without: median {:.2} of {} rounds (min {:.2}, max {:.2})",
+        ratios[ratios.len() / 2],
+        ratios.len(),
+        ratios[0],
+        ratios[ratios.len() - 1]
+    );
+}
+
 /// One collector run: clients send every request; returns the time until
 /// all of it is durable and searchable (checked), and the running collector.
 async fn collect(
@@ -408,8 +488,10 @@ async fn collect(
     n_requests: usize,
     prepared: Option<Arc<Vec<prost::bytes::Bytes>>>,
     data: &std::path::Path,
+    plugins: Option<Plugins>,
 ) -> (Duration, server::RunningCollector) {
-    let config = CollectorConfig::ephemeral(data.to_owned());
+    let mut config = CollectorConfig::ephemeral(data.to_owned());
+    config.plugins = plugins.unwrap_or_default();
     let running = server::start(config).await.unwrap();
     let endpoint = format!("http://{}", running.grpc_addr);
     let next = Arc::new(AtomicUsize::new(0));

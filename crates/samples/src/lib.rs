@@ -23,3 +23,4 @@ pub use demo::{DemoOptions, run};
 pub use judge::{Finding, ScenarioOutcome};
 pub use plan::{Plan, Workload};
 pub use scenarios::SCENARIOS;
+pub use session::Session;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lasthop_collector::{CollectorConfig, RunningCollector, server};
+use lasthop_collector::{CollectorConfig, Plugins, RunningCollector, server};
 use lasthop_telemetry::{self as telemetry, Telemetry};
 use lasthop_vocab::Hop;
 
@@ -28,7 +28,17 @@ pub struct Session {
 impl Session {
     /// Starts the collector on `data` (free loopback ports).
     pub async fn start(exe: PathBuf, data: PathBuf) -> Result<Session, String> {
+        Session::start_with(exe, data, Plugins::default()).await
+    }
+
+    /// The same with `plugins` in the collector (a live judge, say).
+    pub async fn start_with(
+        exe: PathBuf,
+        data: PathBuf,
+        plugins: Plugins,
+    ) -> Result<Session, String> {
         let mut config = CollectorConfig::ephemeral(data.clone());
+        config.plugins = plugins;
         config.pipeline.commit_interval = Duration::from_millis(200);
         let collector = server::start(config).await.map_err(|e| e.to_string())?;
         let otlp = format!("http://{}", collector.grpc_addr);
@@ -44,6 +54,16 @@ impl Session {
             data,
             run_id,
         })
+    }
+
+    /// The collector's query API address.
+    pub fn api_addr(&self) -> std::net::SocketAddr {
+        self.collector.api_addr
+    }
+
+    /// The collector's store.
+    pub fn store(&self) -> &lasthop_collector::SpanStore {
+        self.collector.pipeline().store()
     }
 
     /// Runs one plan (the `index`-th of this session) and judges it once

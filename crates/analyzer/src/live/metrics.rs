@@ -5,7 +5,9 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 
 use super::Shared;
 
@@ -18,6 +20,10 @@ pub(super) struct Families {
     pub judged: Family<Labels<3>, Counter>,
     /// Per (hop, topic, group, broker): messages lost.
     pub lost: Family<Labels<4>, Counter>,
+    /// Per (hop, topic, group, broker): when the latest loss was found,
+    /// seconds since the epoch. What the alerting rule watches: unlike
+    /// the first increment of a new counter series, it is seen at once.
+    pub last_lost: Family<Labels<4>, Gauge<f64, AtomicU64>>,
     /// Per (from, to): verdicts a late span changed.
     pub changed: Family<Labels<2>, Counter>,
 }
@@ -41,6 +47,12 @@ impl Collector for LiveMetrics {
             "Messages lost, per hop where they were lost, topic, consumer group and broker.",
             None,
             f.lost.metric_type(),
+        )?)?;
+        f.last_lost.encode(encoder.encode_descriptor(
+            "lasthop_message_lost_last_timestamp_seconds",
+            "When the latest message lost at this hop, topic, group and broker was found (Unix seconds).",
+            None,
+            f.last_lost.metric_type(),
         )?)?;
         f.changed.encode(encoder.encode_descriptor(
             "lasthop_verdicts_changed",

@@ -42,9 +42,10 @@ const QUEUE_BATCHES: usize = 64;
 /// Longest the live thread sleeps between looks at what is due.
 const TICK: Duration = Duration::from_millis(250);
 
-/// What the live judge holds, as its metrics and status show it.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Status {
+/// What the live judge holds and has done, as its metrics and
+/// `/api/live/status` show it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
     pub open: usize,
     pub spans: u64,
     pub evicted: u64,
@@ -142,9 +143,9 @@ impl LiveJudge {
         self.shared.feed.after(seq, usize::MAX)
     }
 
-    /// Messages waiting for a verdict.
-    pub fn open_messages(&self) -> usize {
-        self.shared.status().open
+    /// Messages waiting for a verdict, spans taken in, judgings.
+    pub fn status(&self) -> Status {
+        self.shared.status()
     }
 }
 
@@ -254,6 +255,7 @@ fn record(shared: &Shared, settled: Settled, now: u64) {
                 ("broker", label(&message.broker)),
             ];
             shared.families.lost.get_or_create(&labels).inc();
+            (shared.families.last_lost.get_or_create(&labels)).set(now as f64 / 1e9);
             tracing::warn!(message_id = %message.message_id, keys = ?message.keys, group = %label(&v.group), verdict = v.verdict.as_str(), hop = v.hop.as_deref().unwrap_or("unknown"), "message lost");
         }
         let event = shared.feed.push(LiveEvent {

@@ -178,42 +178,38 @@ impl LiveState {
 
     /// Takes in spans that arrived at `now` (ns since the epoch).
     pub fn observe(&mut self, batch: Vec<SpanRecord>, now: u64) {
-        self.globals.absorb(&Evidence::new(&batch));
         self.counters.spans += batch.len() as u64;
-        let settle = ns(self.options.settle);
+        let due = now + ns(self.options.settle);
         for r in batch {
-            let id = match r.message_id.as_deref() {
-                Some(id) if !is_range(&r) => id.to_owned(),
-                _ => {
-                    if Context::wanted(&r) {
-                        self.context.push(now, r);
-                    }
-                    continue;
+            self.globals.note_span(&r);
+            let Some(id) = r.message_id.as_deref().filter(|_| !is_range(&r)) else {
+                if Context::wanted(&r) {
+                    self.context.push(now, r);
                 }
+                continue;
             };
-            let due = now + settle;
-            match self.open.get_mut(&id) {
-                Some(open) => {
-                    open.spans.push(r);
-                    open.last_seen = now;
-                    open.due = due;
-                }
-                None => {
-                    let previous = self.remembered.remove(&id);
-                    self.arrivals.push_back((now, id.clone()));
-                    let open = Open {
-                        spans: vec![r],
-                        first_seen: now,
-                        last_seen: now,
-                        due,
-                        // A remembered message's earlier spans are in the store.
-                        backfilled: false,
-                        previous,
-                    };
-                    self.open.insert(id.clone(), open);
-                }
+            // A message already open keeps its place in the schedule: when
+            // that comes, a later `due` puts it back (see `judge_due`).
+            if let Some(open) = self.open.get_mut(id) {
+                open.spans.push(r);
+                open.last_seen = now;
+                open.due = due;
+                continue;
             }
-            self.schedule.insert((due, id));
+            let id = id.to_owned();
+            let previous = self.remembered.remove(&id);
+            self.arrivals.push_back((now, id.clone()));
+            self.schedule.insert((due, id.clone()));
+            let open = Open {
+                spans: vec![r],
+                first_seen: now,
+                last_seen: now,
+                due,
+                // A remembered message's earlier spans are in the store.
+                backfilled: false,
+                previous,
+            };
+            self.open.insert(id, open);
         }
         while self.open.len() > self.options.max_open {
             let Some((first_seen, id)) = self.arrivals.pop_front() else {
@@ -254,13 +250,21 @@ impl LiveState {
             let Some((due, id)) = self.schedule.pop_first() else {
                 break;
             };
-            if self.open.get(&id).is_some_and(|o| o.due == due) {
-                due_ids.push(id);
+            match self.open.get(&id).map(|o| o.due) {
+                Some(d) if d <= now => due_ids.push(id),
+                // A span came since: it is due later.
+                Some(later) if later > due => {
+                    self.schedule.insert((later, id));
+                }
+                // Settled or evicted meanwhile.
+                _ => {}
             }
         }
         if due_ids.is_empty() {
             return Vec::new();
         }
+        due_ids.sort_unstable();
+        due_ids.dedup();
         for id in &due_ids {
             let Some(open) = self.open.get_mut(id) else {
                 continue;
@@ -289,14 +293,14 @@ impl LiveState {
     }
 
     fn judge(&mut self, ids: &[String], now: u64) -> Vec<MessageVerdicts> {
-        let own: Vec<&SpanRecord> = (ids.iter())
-            .filter_map(|id| self.open.get(id))
-            .flat_map(|o| o.spans.iter())
-            .collect();
+        let messages: Vec<&Open> = ids.iter().filter_map(|id| self.open.get(id)).collect();
         // What these messages say about their groups (the newest message
         // each processed) joins what earlier spans said.
-        self.globals.absorb(&Evidence::of(own.iter().copied()));
-        let all = own.iter().copied().chain(self.context.iter());
+        for open in &messages {
+            self.globals.note_message(open.spans.iter());
+        }
+        let own = messages.iter().flat_map(|o| o.spans.iter());
+        let all = own.chain(self.context.iter());
         let evidence = Evidence::with_globals(all, &self.globals);
         let options = Options {
             grace_ns: ns(self.options.grace),

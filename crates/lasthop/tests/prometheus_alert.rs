@@ -1,0 +1,216 @@
+//! A real Prometheus server (Debian's `prometheus`, installed by
+//! `scripts/install-peers.sh`) scrapes a `lasthop collector` and a
+//! `lasthop broker --metrics`, both processes, and evaluates the example
+//! rules of `deploy/prometheus/lasthop-alerts.yml`: after the broker loses
+//! its unflushed messages to a power cut, `LasthopMessageLost` fires with
+//! the hop. Without a `prometheus` on the PATH the test says so and passes,
+//! unless `LASTHOP_REQUIRE_PEERS` is set (CI sets it).
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{CollectorProcess, Process, lasthop, succeed};
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+fn peer(name: &str) -> Option<PathBuf> {
+    let found = on_path(name);
+    if found.is_none() {
+        assert!(
+            std::env::var_os("LASTHOP_REQUIRE_PEERS").is_none(),
+            "{name} is not installed; scripts/install-peers.sh installs it"
+        );
+        eprintln!("skipped: {name} is not installed (scripts/install-peers.sh installs it)");
+    }
+    found
+}
+
+fn rules_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus")
+}
+
+/// A broker process whose banner and metrics lines have been read; its
+/// standard output stays drained so that it never writes to a closed pipe.
+struct Broker {
+    _process: Process,
+    addr: SocketAddr,
+    metrics: SocketAddr,
+}
+
+fn broker(store: &Path, otlp: &str, extra: &[&str]) -> Broker {
+    let mut child = lasthop()
+        .args(["broker", "--name", "b1", "--listen", "127.0.0.1:0"])
+        .args([
+            "--metrics",
+            "127.0.0.1:0",
+            "--flush",
+            "async",
+            "--otlp",
+            otlp,
+        ])
+        .args(extra)
+        .arg("--store")
+        .arg(store)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut addr_of = |what: &str| -> SocketAddr {
+        let line = lines.next().unwrap().unwrap();
+        assert!(line.contains(what), "{line:?}");
+        line.split_whitespace()
+            .find_map(|w| {
+                w.trim_start_matches("http://")
+                    .trim_end_matches("/metrics")
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+    };
+    let addr = addr_of("listening on");
+    let metrics = addr_of("metrics on");
+    std::thread::spawn(move || lines.for_each(drop));
+    Broker {
+        _process: Process(child),
+        addr,
+        metrics,
+    }
+}
+
+fn get(url: &str) -> Option<Value> {
+    reqwest::blocking::get(url).ok()?.json().ok()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn prometheus_scrapes_both_and_fires_the_loss_alert_with_its_hop() {
+    let Some(prometheus) = peer("prometheus") else {
+        return;
+    };
+    if let Some(promtool) = on_path("promtool") {
+        succeed(Command::new(promtool).current_dir(rules_dir()).args([
+            "test",
+            "rules",
+            "lasthop-alerts.test.yml",
+        ]));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let collector = CollectorProcess::start_with(&dir.path().join("data"), &["--live-grace", "1"]);
+    let otlp = format!("http://{}", collector.grpc);
+    let store = dir.path().join("b1");
+
+    // Three orders acknowledged from memory, then a power cut before any flush.
+    let first = broker(
+        &store,
+        &otlp,
+        &["--flush-interval", "600000", "--simulate-power-loss"],
+    );
+    succeed(
+        lasthop()
+            .args(["produce", "--topic", "order_paid", "--count", "3"])
+            .args([
+                "--key-prefix",
+                "ORDER_",
+                "--broker",
+                &first.addr.to_string(),
+                "--otlp",
+                &otlp,
+            ]),
+    );
+    drop(first); // kill -9
+    let broker = broker(&store, &otlp, &[]);
+
+    let port = free_port();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+             rule_files: [{rules}]\n\
+             scrape_configs:\n\
+             - {{job_name: lasthop-collector, static_configs: [{{targets: ['{api}']}}]}}\n\
+             - {{job_name: lasthop-broker, static_configs: [{{targets: ['{metrics}']}}]}}\n",
+            rules = rules_dir().join("lasthop-alerts.yml").display(),
+            api = collector.api,
+            metrics = broker.metrics,
+        ),
+    )
+    .unwrap();
+    let _prometheus = Process(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let firing = loop {
+        let alerts = get(&format!("{base}/api/v1/alerts"));
+        let found = alerts.as_ref().and_then(|a| {
+            a["data"]["alerts"]
+                .as_array()?
+                .iter()
+                .find(|a| {
+                    a["labels"]["alertname"] == "LasthopMessageLost" && a["state"] == "firing"
+                })
+                .cloned()
+        });
+        if let Some(alert) = found {
+            break alert;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the loss alert did not fire: {alerts:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(firing["labels"]["hop"], "flush", "{firing}");
+    assert_eq!(firing["labels"]["topic"], "order_paid", "{firing}");
+    assert_eq!(firing["labels"]["broker"], "b1", "{firing}");
+
+    // What Prometheus holds of each: three losses, and the broker's second life.
+    let query = |q: &str| -> f64 {
+        let url = format!("{base}/api/v1/query?query={}", q.replace(' ', "%20"));
+        let answer = get(&url).unwrap();
+        let value = &answer["data"]["result"][0]["value"][1];
+        value
+            .as_str()
+            .unwrap_or_else(|| panic!("{q}: {answer}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        query("sum(lasthop_messages_lost_total{hop=\"flush\"})"),
+        3.0
+    );
+    assert_eq!(query("lasthop_broker_epoch{job=\"lasthop-broker\"}"), 2.0);
+    assert_eq!(query("lasthop_spans_dropped_total"), 0.0);
+    assert_eq!(query("min(up)"), 1.0);
+}

@@ -85,6 +85,17 @@ fn check(dir: &str, files: &[&str]) {
     let (settled, end) = replay(&mut state, &rec.spans, S / 100);
     assert_eq!(state.open_messages(), 0, "{dir}: messages left open");
     let live = verdicts_of(&settled);
+    // The shortcut for plainly delivered messages changes no verdict.
+    let mut by_rules = LiveState::new(LiveOptions {
+        read_all: true,
+        ..LiveOptions::with_grace(rec.grace)
+    });
+    let (all_by_rules, _) = replay(&mut by_rules, &rec.spans, S / 100);
+    assert_eq!(
+        verdicts_of(&all_by_rules),
+        live,
+        "{dir}: --read-all differs"
+    );
     // Losses settle once quiet for the grace period, deliveries at once.
     for s in &settled {
         let v = &s.message.verdicts;

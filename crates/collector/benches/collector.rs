@@ -20,6 +20,8 @@
 //! With `--live`, each round runs the collector twice instead, without and
 //! with the analyzer's live judge (`lasthop collector`'s default), and the
 //! median ratio with / without is reported (DESIGN section 9: >= 0.9).
+//! `--live-null` hands the spans to an observer that drops them instead
+//! (what the seam alone costs).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -59,6 +61,18 @@ struct Args {
     live: bool,
 }
 
+/// With `--live-null`, the "live" runs hand their spans to an observer
+/// that drops them: what the seam alone costs.
+static NULL_OBSERVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+struct Drops;
+
+impl lasthop_collector::SpanObserver for Drops {
+    fn indexed(&self, records: Vec<lasthop_vocab::SpanRecord>) {
+        drop(records);
+    }
+}
+
 /// With `--fail-every N`, every N-th message's `process` span is an error
 /// (a history with losses to judge; 0: none).
 static FAIL_EVERY: AtomicU64 = AtomicU64::new(0);
@@ -79,6 +93,10 @@ fn args() -> Args {
             "--clients" => a.clients = it.next().and_then(|v| v.parse().ok()).expect("--clients N"),
             "--lookup-only" => a.lookup_only = true,
             "--live" => a.live = true,
+            "--live-null" => {
+                a.live = true;
+                NULL_OBSERVER.store(true, Ordering::Relaxed);
+            }
             "--rounds" => a.rounds = it.next().and_then(|v| v.parse().ok()).expect("--rounds N"),
             "--keep-data" => a.keep_data = it.next().map(Into::into),
             "--fail-every" => FAIL_EVERY.store(
@@ -421,6 +439,9 @@ fn live_rounds(
     runtime: &tokio::runtime::Runtime,
 ) {
     let rate = |d: Duration| args.spans as f64 / d.as_secs_f64();
+    if let Some(prepared) = &prepared {
+        live_stage(prepared, args.spans);
+    }
     let mut ratios = Vec::new();
     for round in 1..=args.rounds {
         let mut rates = [0.0; 2];
@@ -430,7 +451,11 @@ fn live_rounds(
                 let _guard = runtime.enter();
                 LiveJudge::start(LiveOptions::default(), None, runtime.handle())
             });
-            let plugins = live.as_ref().map(LiveJudge::plugins);
+            let mut plugins = live.as_ref().map(LiveJudge::plugins);
+            let null = NULL_OBSERVER.load(Ordering::Relaxed);
+            if null && let Some(p) = &mut plugins {
+                p.observer = Some(Arc::new(Drops));
+            }
             let start = Instant::now();
             let (mut time, running) = runtime.block_on(collect(
                 args,
@@ -440,7 +465,7 @@ fn live_rounds(
                 plugins,
             ));
             let indexed = time;
-            if let Some(live) = &live {
+            if let Some(live) = live.as_ref().filter(|_| !null) {
                 // Ingested means judged-from too: the clock runs until the
                 // live judge has taken in every span.
                 while (live.status().spans as usize) < args.spans {
@@ -478,6 +503,40 @@ fn live_rounds(
         ratios.len(),
         ratios[0],
         ratios[ratios.len() - 1]
+    );
+}
+
+/// The live judge alone on one core: every span taken in (as commits of
+/// 100,000 spans), then every message judged; CPU per span.
+fn live_stage(encoded: &[prost::bytes::Bytes], spans: usize) {
+    use lasthop_analyzer::live::LiveState;
+    let records: Vec<lasthop_vocab::SpanRecord> = encoded
+        .iter()
+        .flat_map(|b| decode_request(b).unwrap().records)
+        .collect();
+    let chunks: Vec<Vec<lasthop_vocab::SpanRecord>> =
+        records.chunks(100_000).map(<[_]>::to_vec).collect();
+    // Every message open at once here (a collector settles them as they go).
+    let options = LiveOptions {
+        max_open: usize::MAX,
+        ..LiveOptions::default()
+    };
+    let mut state = LiveState::new(options);
+    let t = Instant::now();
+    let mut now = 1u64 << 60;
+    for chunk in chunks {
+        state.observe(chunk, now);
+        now += 1_000_000;
+    }
+    let observe = t.elapsed();
+    let t = Instant::now();
+    let settled = state.judge_due(now + 2_000_000_000, &|_| Vec::new()).len();
+    let judge = t.elapsed();
+    let per_span = |d: Duration| d.as_secs_f64() * 1e6 / spans as f64;
+    println!(
+        "live judge, one core: take in {:.2} us/span, judge {:.2} us/span ({settled} messages settled)",
+        per_span(observe),
+        per_span(judge)
     );
 }
 

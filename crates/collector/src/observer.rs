@@ -11,11 +11,16 @@ use prometheus_client::collector::Collector;
 
 use crate::store::SpanStore;
 
-/// Hears the spans of each index commit, after the commit and the reader
-/// reload: the collector's store already finds every span it has been told
-/// of. Called on the index thread, in commit order, each acknowledged span
-/// once (spans replayed from the write-ahead log when the collector starts
-/// belong to before it and are not told).
+/// Hears every acknowledged span once, on the index thread, batch by
+/// batch in the order of the write-ahead log, right after the batch's
+/// documents are added to the index writer: they are searchable from the
+/// next commit on (within the commit interval). Spans replayed from the
+/// write-ahead log when the collector starts belong to before it and are
+/// not told.
+///
+/// The records are handed over, not copied, so observing costs the
+/// collector nothing it would not spend dropping them (measured in
+/// `BENCHMARKS.md`, "Live judging").
 ///
 /// It may block: blocking holds the index back, and a collector whose index
 /// falls behind pushes back on senders (OTLP's retryable statuses), so an
@@ -24,7 +29,7 @@ pub trait SpanObserver: Send + Sync + 'static {
     /// The collector's store, once it is open (before any [`Self::indexed`]).
     fn opened(&self, _store: &SpanStore) {}
 
-    /// The spans one commit made searchable.
+    /// The spans of one accepted batch, now in the index writer.
     fn indexed(&self, records: Vec<SpanRecord>);
 }
 

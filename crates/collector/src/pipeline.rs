@@ -169,8 +169,8 @@ impl Pipeline {
         Pipeline::open_observed(data_dir, options, None)
     }
 
-    /// The same, telling `observer` of every span each index commit makes
-    /// searchable from then on (see [`SpanObserver`]).
+    /// The same, handing `observer` every span it indexes from then on
+    /// (see [`SpanObserver`]).
     pub fn open_observed(
         data_dir: &Path,
         options: PipelineOptions,
@@ -527,7 +527,7 @@ struct IndexSinks<'a> {
     store: &'a SpanStore,
     /// Segments below each commit are deleted.
     wal_dir: &'a Path,
-    /// Told of each commit's spans.
+    /// Handed each batch's spans once they are added.
     observer: Option<&'a dyn SpanObserver>,
 }
 
@@ -544,8 +544,6 @@ fn index_loop(
         observer,
     } = sinks;
     let schema = SpanSchema::new();
-    // The records of the documents waiting for a commit, for the observer.
-    let mut committing: Vec<SpanRecord> = Vec::new();
     let mut last_commit = None;
     let mut last_job = Instant::now();
     // Since when documents wait for a commit, the WAL end they reach, and how many.
@@ -573,8 +571,8 @@ fn index_loop(
                         return;
                     }
                 }
-                if observer.is_some() {
-                    committing.extend(job.records);
+                if let Some(observer) = observer {
+                    observer.indexed(job.records);
                 }
                 last_job = Instant::now();
                 pending = Some(match pending {
@@ -602,9 +600,6 @@ fn index_loop(
             Stats::add(&shared.stats.commits, 1);
             shared.stats.mark_commit();
             shared.set_indexed(lsn);
-            if let Some(observer) = observer {
-                observer.indexed(std::mem::take(&mut committing));
-            }
             if let Err(e) = wal::remove_below(wal_dir, lsn) {
                 tracing::warn!(error = %e, "could not delete indexed wal segments");
             }

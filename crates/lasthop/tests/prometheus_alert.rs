@@ -8,14 +8,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{CollectorProcess, Process, lasthop, succeed};
+use support::{CollectorProcess, Process, succeed};
 
 fn on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -38,56 +36,6 @@ fn peer(name: &str) -> Option<PathBuf> {
 
 fn rules_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus")
-}
-
-/// A broker process whose banner and metrics lines have been read; its
-/// standard output stays drained so that it never writes to a closed pipe.
-struct Broker {
-    _process: Process,
-    addr: SocketAddr,
-    metrics: SocketAddr,
-}
-
-fn broker(store: &Path, otlp: &str, extra: &[&str]) -> Broker {
-    let mut child = lasthop()
-        .args(["broker", "--name", "b1", "--listen", "127.0.0.1:0"])
-        .args([
-            "--metrics",
-            "127.0.0.1:0",
-            "--flush",
-            "async",
-            "--otlp",
-            otlp,
-        ])
-        .args(extra)
-        .arg("--store")
-        .arg(store)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut addr_of = |what: &str| -> SocketAddr {
-        let line = lines.next().unwrap().unwrap();
-        assert!(line.contains(what), "{line:?}");
-        line.split_whitespace()
-            .find_map(|w| {
-                w.trim_start_matches("http://")
-                    .trim_end_matches("/metrics")
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-    };
-    let addr = addr_of("listening on");
-    let metrics = addr_of("metrics on");
-    std::thread::spawn(move || lines.for_each(drop));
-    Broker {
-        _process: Process(child),
-        addr,
-        metrics,
-    }
 }
 
 fn get(url: &str) -> Option<Value> {
@@ -119,26 +67,7 @@ fn prometheus_scrapes_both_and_fires_the_loss_alert_with_its_hop() {
     let otlp = format!("http://{}", collector.grpc);
     let store = dir.path().join("b1");
 
-    // Three orders acknowledged from memory, then a power cut before any flush.
-    let first = broker(
-        &store,
-        &otlp,
-        &["--flush-interval", "600000", "--simulate-power-loss"],
-    );
-    succeed(
-        lasthop()
-            .args(["produce", "--topic", "order_paid", "--count", "3"])
-            .args([
-                "--key-prefix",
-                "ORDER_",
-                "--broker",
-                &first.addr.to_string(),
-                "--otlp",
-                &otlp,
-            ]),
-    );
-    drop(first); // kill -9
-    let broker = broker(&store, &otlp, &[]);
+    let broker = support::power_cut(&store, &otlp);
 
     let port = free_port();
     let config = dir.path().join("prometheus.yml");

@@ -6,7 +6,7 @@
 //! to the feed (`/api/live/losses`, `lasthop watch`) and to the webhook.
 //!
 //! ```text
-//! collector index thread --SpanObserver::indexed--> bounded queue --> live thread:
+//! collector index thread --SpanObserver::indexed (each batch, handed over)--> bounded queue --> live thread:
 //!     LiveState::observe; LiveState::judge_due when due --> Settled
 //!         --> metrics (judged, lost, changed) --> feed --> webhook task (tokio)
 //! ```
@@ -18,6 +18,7 @@ mod api;
 mod context;
 pub mod feed;
 mod metrics;
+mod plain;
 pub mod state;
 mod webhook;
 
@@ -37,8 +38,9 @@ use feed::Feed;
 use metrics::{Families, LiveMetrics};
 use webhook::{AlertCounters, Webhook};
 
-/// Span batches waiting for the live thread (one per index commit).
-const QUEUE_BATCHES: usize = 64;
+/// Span batches waiting for the live thread (one per accepted request, up
+/// to an OTLP batch of 512 spans or so each).
+const QUEUE_BATCHES: usize = 1024;
 /// Longest the live thread sleeps between looks at what is due.
 const TICK: Duration = Duration::from_millis(250);
 

@@ -30,6 +30,7 @@ use std::time::Duration;
 use lasthop_vocab::{Hop, SpanRecord};
 
 use super::context::Context;
+use super::plain::plainly_delivered;
 use crate::{Evidence, Globals, MessageVerdicts, Options, Verdict};
 
 /// How live judging waits and what it keeps.
@@ -49,6 +50,9 @@ pub struct LiveOptions {
     pub max_open_age: Duration,
     /// How long context spans (flushes, offset commits ...) are kept.
     pub context_horizon: Duration,
+    /// Judge every message by the rules, also those whose spans show them
+    /// plainly delivered (see `plain.rs`; slower, for checking).
+    pub read_all: bool,
 }
 
 impl Default for LiveOptions {
@@ -70,6 +74,7 @@ impl LiveOptions {
             max_remembered: 1_000_000,
             max_open_age: (grace * 20).max(Duration::from_secs(60)),
             context_horizon: (grace * 20).max(Duration::from_secs(600)),
+            read_all: false,
         }
     }
 }
@@ -293,13 +298,28 @@ impl LiveState {
     }
 
     fn judge(&mut self, ids: &[String], now: u64) -> Vec<MessageVerdicts> {
-        let messages: Vec<&Open> = ids.iter().filter_map(|id| self.open.get(id)).collect();
+        let messages: Vec<(&String, &Open)> = (ids.iter())
+            .filter_map(|id| Some((id, self.open.get(id)?)))
+            .collect();
         // What these messages say about their groups (the newest message
         // each processed) joins what earlier spans said.
-        for open in &messages {
+        for (_, open) in &messages {
             self.globals.note_message(open.spans.iter());
         }
-        let own = messages.iter().flat_map(|o| o.spans.iter());
+        let mut judged = Vec::new();
+        let mut others = Vec::new();
+        for (id, open) in messages {
+            let plain = (!self.options.read_all)
+                .then(|| plainly_delivered(id, &open.spans, &self.globals, &self.options.groups));
+            match plain.flatten() {
+                Some(verdicts) => judged.push(verdicts),
+                None => others.push(open),
+            }
+        }
+        if others.is_empty() {
+            return judged;
+        }
+        let own = others.iter().flat_map(|o| o.spans.iter());
         let all = own.chain(self.context.iter());
         let evidence = Evidence::with_globals(all, &self.globals);
         let options = Options {
@@ -307,7 +327,8 @@ impl LiveState {
             now_ns: now,
             groups: self.options.groups.clone(),
         };
-        crate::analyze(&evidence, &options)
+        judged.extend(crate::analyze(&evidence, &options));
+        judged
     }
 
     fn settle(&mut self, judged: Vec<MessageVerdicts>, ids: &[String], now: u64) -> Vec<Settled> {

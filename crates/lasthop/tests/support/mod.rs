@@ -342,3 +342,79 @@ pub async fn stored_ids(addr: &str) -> BTreeSet<String> {
     }
     ids
 }
+
+/// A broker process whose banner and metrics lines have been read; its
+/// standard output stays drained so that it never writes to a closed pipe.
+pub struct MetricsBroker {
+    pub process: Process,
+    pub addr: SocketAddr,
+    pub metrics: SocketAddr,
+}
+
+pub fn metrics_broker(store: &Path, otlp: &str, extra: &[&str]) -> MetricsBroker {
+    let mut child = lasthop()
+        .args(["broker", "--name", "b1", "--listen", "127.0.0.1:0"])
+        .args([
+            "--metrics",
+            "127.0.0.1:0",
+            "--flush",
+            "async",
+            "--otlp",
+            otlp,
+        ])
+        .args(extra)
+        .arg("--store")
+        .arg(store)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut addr_of = |what: &str| -> SocketAddr {
+        let line = lines.next().unwrap().unwrap();
+        assert!(line.contains(what), "{line:?}");
+        line.split_whitespace()
+            .find_map(|w| {
+                w.trim_start_matches("http://")
+                    .trim_end_matches("/metrics")
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+    };
+    let addr = addr_of("listening on");
+    let metrics = addr_of("metrics on");
+    std::thread::spawn(move || lines.for_each(drop));
+    MetricsBroker {
+        process: Process(child),
+        addr,
+        metrics,
+    }
+}
+
+/// A broker `b1` on `store` that acknowledges three orders (ORDER_1..3 on
+/// `order_paid`, sent by `lasthop produce` exporting to `otlp`) from
+/// memory and loses power before any flush; returns it restarted on the
+/// same store (both lives with `--metrics`).
+pub fn power_cut(store: &Path, otlp: &str) -> MetricsBroker {
+    let first = metrics_broker(
+        store,
+        otlp,
+        &["--flush-interval", "600000", "--simulate-power-loss"],
+    );
+    succeed(
+        lasthop()
+            .args(["produce", "--topic", "order_paid", "--count", "3"])
+            .args([
+                "--key-prefix",
+                "ORDER_",
+                "--broker",
+                &first.addr.to_string(),
+                "--otlp",
+                otlp,
+            ]),
+    );
+    drop(first); // kill -9: the unflushed tail was only in memory
+    metrics_broker(store, otlp, &[])
+}

@@ -99,7 +99,26 @@ impl Collector for BrokerMetrics {
                 .iter()
                 .map(|(r, acked)| ([("replica", r.clone())], put.saturating_sub(*acked) as i64)),
         )?;
-        let committed = store.committed_offsets();
+        // consumerProgress: every queue of a topic a group consumes, those
+        // it has not committed on yet at offset 0.
+        let mut committed: std::collections::BTreeMap<(String, String, u32), u64> = store
+            .committed_offsets()
+            .into_iter()
+            .map(|(g, t, q, o)| ((g, t, q), o))
+            .collect();
+        let consumed: std::collections::BTreeSet<(String, String)> = committed
+            .keys()
+            .map(|(g, t, _)| (g.clone(), t.clone()))
+            .collect();
+        for (g, t) in consumed {
+            for q in store.queue_ids(&t) {
+                committed.entry((g.clone(), t.clone(), q)).or_insert(0);
+            }
+        }
+        let committed: Vec<(String, String, u32, u64)> = committed
+            .into_iter()
+            .map(|((g, t, q), o)| (g, t, q, o))
+            .collect();
         gauge(
             &mut encoder,
             "lasthop_broker_consumer_offset",

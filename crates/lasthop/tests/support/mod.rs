@@ -354,14 +354,7 @@ pub struct MetricsBroker {
 pub fn metrics_broker(store: &Path, otlp: &str, extra: &[&str]) -> MetricsBroker {
     let mut child = lasthop()
         .args(["broker", "--name", "b1", "--listen", "127.0.0.1:0"])
-        .args([
-            "--metrics",
-            "127.0.0.1:0",
-            "--flush",
-            "async",
-            "--otlp",
-            otlp,
-        ])
+        .args(["--metrics", "127.0.0.1:0", "--otlp", otlp])
         .args(extra)
         .arg("--store")
         .arg(store)
@@ -372,7 +365,9 @@ pub fn metrics_broker(store: &Path, otlp: &str, extra: &[&str]) -> MetricsBroker
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut addr_of = |what: &str| -> SocketAddr {
-        let line = lines.next().unwrap().unwrap();
+        let line = (lines.next())
+            .expect("the broker exited before its banner (see its stderr)")
+            .unwrap();
         assert!(line.contains(what), "{line:?}");
         line.split_whitespace()
             .find_map(|w| {
@@ -401,7 +396,13 @@ pub fn power_cut(store: &Path, otlp: &str) -> MetricsBroker {
     let first = metrics_broker(
         store,
         otlp,
-        &["--flush-interval", "600000", "--simulate-power-loss"],
+        &[
+            "--flush",
+            "async",
+            "--flush-interval",
+            "600000",
+            "--simulate-power-loss",
+        ],
     );
     succeed(
         lasthop()
@@ -416,5 +417,5 @@ pub fn power_cut(store: &Path, otlp: &str) -> MetricsBroker {
             ]),
     );
     drop(first); // kill -9: the unflushed tail was only in memory
-    metrics_broker(store, otlp, &[])
+    metrics_broker(store, otlp, &["--flush", "async"])
 }

@@ -226,9 +226,11 @@ pub fn init_with(
     spool_dir: Option<&Path>,
 ) -> Result<Telemetry, String> {
     let counters = Arc::new(Counters::default());
+    // "none" (the flag's or the variable's): no export, as `--help` says.
     let endpoint = otlp
         .map(str::to_owned)
-        .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok());
+        .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
+        .filter(|e| !e.trim().eq_ignore_ascii_case("none"));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_log));
     use std::io::IsTerminal;
     let fmt = tracing_subscriber::fmt::layer()

@@ -1,6 +1,7 @@
 //! Live judging end to end: a collector with the live judge, real brokers
-//! and services running the power-loss and swallowed-exception scenarios,
-//! and a webhook receiver. The webhook gets exactly the messages the
+//! and services running every scenario of the demo (power loss, a swallowed
+//! exception, a consumer crash, disk loss, a network flap, poison messages,
+//! transactions, the reliable setup), and a webhook receiver. The webhook gets exactly the messages the
 //! ledgers lost, each once, at its hop, and nothing for the delivered;
 //! `/metrics`, parsed as Prometheus text, counts what `report` counts over
 //! the same store.
@@ -20,7 +21,11 @@ use lasthop_analyzer::{JudgeOptions, JudgedAt, Options, judge_window};
 use lasthop_samples::{Plan, SCENARIOS, Session};
 use serde_json::Value;
 
-const GRACE: Duration = Duration::from_secs(2);
+/// Longer than a consumer's restart after the consumer-crash scenario's
+/// kill: with less, its redelivered messages are first reported lost, then
+/// recovered (the change is reported, see `live_judging.rs`), where this
+/// test wants exactly the losses.
+const GRACE: Duration = Duration::from_secs(8);
 
 type Received = Arc<Mutex<Vec<Value>>>;
 
@@ -61,7 +66,7 @@ async fn until_settled(api: &str) -> Value {
 }
 
 #[test]
-fn the_live_judge_alerts_on_exactly_the_lost_messages_at_their_hop() {
+fn the_live_judge_alerts_on_exactly_the_lost_messages_of_every_scenario_at_their_hop() {
     support::runtime().block_on(async {
         let (url, received) = receiver().await;
         let options = LiveOptions {
@@ -75,13 +80,9 @@ fn the_live_judge_alerts_on_exactly_the_lost_messages_at_their_hop() {
             .await
             .unwrap();
         let mut outcomes = Vec::new();
-        for (i, name) in ["power-loss", "swallowed-exception"]
-            .into_iter()
-            .enumerate()
-        {
+        for (i, name) in SCENARIOS.iter().map(|s| s.name).enumerate() {
             let scenario = SCENARIOS.iter().find(|s| s.name == name).unwrap();
             let outcome = session.run(Plan::demo(scenario), i as u64).await.unwrap();
-            assert!(!outcome.lost.is_empty(), "{name}: the fault lost nothing");
             outcomes.push((scenario, outcome));
         }
         let api = format!("http://{}", session.api_addr());
@@ -103,7 +104,11 @@ fn the_live_judge_alerts_on_exactly_the_lost_messages_at_their_hop() {
         }
         let mut lost = BTreeSet::new();
         for (scenario, outcome) in &outcomes {
-            let expected = scenario.expected.unwrap().as_str();
+            // Dead-lettered (poison) is not a loss; reliable and tx-check-back lose nothing.
+            let Some(expected) = scenario.expected.filter(|v| v.is_lost()) else {
+                continue;
+            };
+            let expected = expected.as_str();
             for order in &outcome.lost {
                 let (verdict, hop) = alerted.get(order).unwrap_or_else(|| {
                     panic!(

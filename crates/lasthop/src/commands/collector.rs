@@ -22,7 +22,8 @@ pub struct CollectorArgs {
     /// OTLP/HTTP listen address (POST /v1/traces).
     #[arg(long, default_value = "127.0.0.1:4318", value_name = "ADDR")]
     pub otlp_http: SocketAddr,
-    /// Query API listen address (Jaeger-shaped /api/traces, /api/messages, /api/stats).
+    /// Query API listen address (Jaeger-shaped /api/traces, /api/messages,
+    /// /api/stats, /api/live/losses, Prometheus /metrics).
     #[arg(long, default_value = "127.0.0.1:16686", value_name = "ADDR")]
     pub api: SocketAddr,
     /// Largest accepted request body in bytes, after decompression.
@@ -39,7 +40,9 @@ pub struct CollectorArgs {
     pub commit_interval: u64,
     /// Seconds of silence after a message's last span before live judging
     /// counts a loss verdict as final (alerts and `lasthop_messages_lost`).
-    /// Delivered messages are counted as soon as every group has them.
+    /// Keep it above the time a crashed consumer takes to come back: a
+    /// redelivery after it is reported as a recovery of a loss already
+    /// alerted. Delivered messages are counted as soon as every group has them.
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS", value_parser = seconds)]
     pub live_grace: f64,
     /// Judge no message live: no loss metrics, alerts or `/api/live`.
@@ -77,8 +80,8 @@ pub fn run(args: CollectorArgs) -> anyhow::Result<ExitCode> {
         && !url.starts_with("http://")
     {
         anyhow::bail!(
-            "--alert-webhook must be an http:// URL (lasthop has no TLS client; put a \
-             relay such as Alertmanager or a TLS proxy in front of https endpoints), got {url:?}"
+            "--alert-webhook must be an http:// URL (lasthop has no TLS client; an https \
+             endpoint needs a TLS-terminating proxy in front of it), got {url:?}"
         );
     }
     let mut config = CollectorConfig {

@@ -65,6 +65,8 @@ pub(crate) struct Shared {
     status: Mutex<Status>,
     /// The collector's store, for a reopened message's earlier spans.
     store: OnceLock<SpanStore>,
+    /// The live thread has ended (said once in the log).
+    stopped: AtomicBool,
 }
 
 impl Shared {
@@ -90,9 +92,10 @@ impl SpanObserver for Observer {
     }
 
     fn indexed(&self, records: Vec<SpanRecord>) {
-        // Blocks while the live thread is behind (see the module doc); an
-        // error means the judge has stopped, and there is no one to tell.
-        let _ = self.0.send(records);
+        // Blocks while the live thread is behind (see the module doc).
+        if self.0.send(records).is_err() && !self.1.stopped.swap(true, Ordering::Relaxed) {
+            tracing::error!("the live judge has stopped: no more loss metrics or alerts");
+        }
     }
 }
 
@@ -113,6 +116,7 @@ impl LiveJudge {
             webhook,
             status: Mutex::new(Status::default()),
             store: OnceLock::new(),
+            stopped: AtomicBool::new(false),
         });
         let (queue, rx) = mpsc::sync_channel(QUEUE_BATCHES);
         let stop = Arc::new(AtomicBool::new(false));

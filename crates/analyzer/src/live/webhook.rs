@@ -102,3 +102,79 @@ async fn deliver(url: String, mut rx: mpsc::Receiver<LiveEvent>, counters: Arc<A
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use axum::http::StatusCode;
+    use axum::routing::post;
+
+    use super::*;
+    use crate::Verdict;
+    use crate::live::feed::EventKind;
+    use crate::report::LostMessage;
+
+    fn event(id: &str) -> LiveEvent {
+        LiveEvent {
+            seq: 1,
+            event: EventKind::Lost,
+            judged_at: "2026-12-04T00:00:00.000Z".into(),
+            message: LostMessage {
+                message_id: id.into(),
+                keys: vec!["ORDER_1".into()],
+                topic: Some("paid".into()),
+                group: None,
+                verdict: Verdict::LostAtFlush,
+                hop: Some("flush".into()),
+                cause: None,
+                explanation: "it was lost".into(),
+                fix: None,
+            },
+            broker: Some("b1".into()),
+            previous_verdict: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_alert_is_tried_again_until_the_webhook_takes_it() {
+        // The receiver answers 503 twice, then takes what comes, in order.
+        let got = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+        let refusals = Arc::new(AtomicU64::new(0));
+        let app = axum::Router::new().route(
+            "/hook",
+            post({
+                let (got, refusals) = (got.clone(), refusals.clone());
+                move |axum::Json(body): axum::Json<serde_json::Value>| async move {
+                    if refusals.fetch_add(1, Ordering::Relaxed) < 2 {
+                        return StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    got.lock().unwrap().push(body);
+                    StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let counters = Arc::new(AlertCounters::default());
+        let webhook = Webhook::start(url, counters.clone(), &tokio::runtime::Handle::current());
+        webhook.send(event("M1"), &counters);
+        webhook.send(event("M2"), &counters);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while counters.sent() < 2 {
+            assert!(std::time::Instant::now() < deadline, "alerts not delivered");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(counters.retried(), 2);
+        assert_eq!(counters.failed(), 0);
+        let got = got.lock().unwrap();
+        let ids: Vec<&str> = got
+            .iter()
+            .map(|b| b["message_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["M1", "M2"]);
+        assert_eq!(got[0]["event"], "lost");
+        assert_eq!(got[0]["hop"], "flush");
+    }
+}

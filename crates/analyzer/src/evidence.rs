@@ -215,7 +215,14 @@ impl Globals {
     /// as [`Globals::absorb`] of that span, without building an
     /// [`Evidence`] (live judging calls it for every span).
     pub(crate) fn note_span(&mut self, s: &SpanRecord) {
-        let (Some(group), Some(topic)) = (s.group.as_deref(), s.topic.as_deref()) else {
+        if let Some(topic) = s.topic.as_deref() {
+            self.note_consumer(s, topic);
+        }
+    }
+
+    /// [`Globals::note_span`] for `s` as a span of `topic`.
+    fn note_consumer(&mut self, s: &SpanRecord, topic: &str) {
+        let Some(group) = s.group.as_deref() else {
             return;
         };
         if !matches!(s.hop, Some(Hop::Receive | Hop::Process | Hop::Settle)) {
@@ -244,9 +251,7 @@ impl Globals {
         let topic = spans.clone().find_map(|s| s.topic.as_deref());
         if let Some(topic) = topic {
             for s in spans.clone().filter(|s| s.topic.is_none()) {
-                let mut named = s.clone();
-                named.topic = Some(topic.to_owned());
-                self.note_span(&named);
+                self.note_consumer(s, topic);
             }
         }
         let Some(sent) = (spans.clone())

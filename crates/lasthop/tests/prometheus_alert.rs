@@ -125,15 +125,25 @@ fn prometheus_scrapes_both_and_fires_the_loss_alert_with_its_hop() {
     assert_eq!(firing["labels"]["broker"], "b1", "{firing}");
 
     // What Prometheus holds of each: three losses, and the broker's second life.
+    // Each target is scraped every second; a query waits for its first sample.
     let query = |q: &str| -> f64 {
-        let url = format!("{base}/api/v1/query?query={}", q.replace(' ', "%20"));
-        let answer = get(&url).unwrap();
-        let value = &answer["data"]["result"][0]["value"][1];
-        value
-            .as_str()
-            .unwrap_or_else(|| panic!("{q}: {answer}"))
-            .parse()
-            .unwrap()
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer: Option<Value> = reqwest::blocking::Client::new()
+                .get(format!("{base}/api/v1/query"))
+                .query(&[("query", q)])
+                .send()
+                .ok()
+                .and_then(|r| r.json().ok());
+            let value = answer
+                .as_ref()
+                .and_then(|a| a["data"]["result"][0]["value"][1].as_str()?.parse().ok());
+            if let Some(value) = value {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "{q}: {answer:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
     };
     assert_eq!(
         query("sum(lasthop_messages_lost_total{hop=\"flush\"})"),

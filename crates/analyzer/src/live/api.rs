@@ -50,6 +50,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<Value> {
         "open": s.open,
         "spans": s.spans,
         "evicted": s.evicted,
+        "forgotten": s.forgotten,
         "judgings": s.judgings,
         "settled": s.settled,
         "newest_event": shared.feed.newest(),

@@ -68,7 +68,7 @@ impl Collector for LiveMetrics {
             None,
             open.metric_type(),
         )?)?;
-        let counters: [(&str, &str, u64); 6] = [
+        let counters: [(&str, &str, u64); 7] = [
             (
                 "lasthop_live_spans",
                 "Spans the live judge has taken in.",
@@ -78,6 +78,11 @@ impl Collector for LiveMetrics {
                 "lasthop_live_evicted_messages",
                 "Open messages let go unjudged to keep memory bounded (report still judges them).",
                 status.evicted,
+            ),
+            (
+                "lasthop_live_forgotten_messages",
+                "Settled messages forgotten to keep memory bounded (a late span of one is judged without its old verdict).",
+                status.forgotten,
             ),
             (
                 "lasthop_live_judgings",

@@ -51,6 +51,7 @@ pub struct Status {
     pub open: usize,
     pub spans: u64,
     pub evicted: u64,
+    pub forgotten: u64,
     pub judgings: u64,
     pub settled: u64,
 }
@@ -144,11 +145,6 @@ impl LiveJudge {
         }
     }
 
-    /// Losses and changes found so far after `seq`, oldest first.
-    pub fn events_after(&self, seq: u64) -> Vec<LiveEvent> {
-        self.shared.feed.after(seq, usize::MAX)
-    }
-
     /// Messages waiting for a verdict, spans taken in, judgings.
     pub fn status(&self) -> Status {
         self.shared.status()
@@ -209,6 +205,7 @@ fn run(
             open: state.open_messages(),
             spans: c.spans,
             evicted: c.evicted,
+            forgotten: c.forgotten,
             judgings: c.judgings,
             settled: settled_total,
         };

@@ -16,7 +16,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 
 use super::Broker;
@@ -46,15 +46,13 @@ fn gauge<const N: usize>(
     help: &str,
     samples: impl IntoIterator<Item = (Labels<N>, i64)>,
 ) -> Result<(), std::fmt::Error> {
-    let family: Family<Labels<N>, ConstGaugeCell> = Family::default();
+    // A family built afresh at each scrape, from what the store says now.
+    let family: Family<Labels<N>, Gauge> = Family::default();
     for (labels, value) in samples {
         family.get_or_create(&labels).set(value);
     }
     family.encode(encoder.encode_descriptor(name, help, None, family.metric_type())?)
 }
-
-/// A gauge set once per scrape.
-type ConstGaugeCell = prometheus_client::metrics::gauge::Gauge;
 
 impl Collector for BrokerMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {

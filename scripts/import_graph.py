@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # Lowest first: a crate may depend only on crates before it.
-ORDER = ["vocab", "telemetry", "broker", "collector", "analyzer", "samples", "lasthop"]
+ORDER = ["vocab", "telemetry", "broker", "collector", "analyzer", "ui", "samples", "lasthop"]
 PATH = re.compile(r"\b(crate|super)((?:::[A-Za-z_][A-Za-z0-9_]*)+)")
 GROUP = re.compile(r"\b(crate|super)((?:::[A-Za-z_][A-Za-z0-9_]*)*)::\{([^}]*)\}")
 

@@ -18,6 +18,7 @@ pub mod facts;
 pub mod judge;
 pub mod live;
 mod model;
+pub mod path;
 pub mod report;
 mod report_html;
 mod rules;

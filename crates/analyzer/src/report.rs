@@ -71,6 +71,10 @@ pub struct LostMessage {
     pub keys: Vec<String>,
     pub topic: Option<String>,
     pub group: Option<String>,
+    /// The broker that stored it, when known.
+    pub broker: Option<String>,
+    /// When it was first sent or stored (RFC 3339), when known.
+    pub sent_at: Option<String>,
     pub verdict: Verdict,
     pub hop: Option<String>,
     pub cause: Option<crate::model::Cause>,
@@ -86,6 +90,8 @@ impl LostMessage {
             keys: m.keys.clone(),
             topic: m.topic.clone(),
             group: v.group.clone(),
+            broker: m.broker.clone(),
+            sent_at: m.sent_ns.map(rfc3339_ms),
             verdict: v.verdict,
             hop: v.hop.clone(),
             cause: v.cause,
@@ -104,9 +110,17 @@ pub struct Report {
     pub by_group: BTreeMap<String, u64>,
     pub by_broker: BTreeMap<String, u64>,
     pub timeline: Vec<TimelineBucket>,
+    /// The width of each timeline bucket in seconds (buckets without a loss are left out).
+    pub timeline_step_seconds: u64,
     /// Messages that reached each stage: send, store, flush, replicate, receive, process.
     pub funnel: Vec<(String, u64)>,
     pub lost_messages: Vec<LostMessage>,
+}
+
+/// ns since the epoch of an RFC 3339 time (as [`rfc3339_ms`] writes them).
+pub fn parse_rfc3339_ns(text: &str) -> Option<u64> {
+    let t = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+    u64::try_from(t.timestamp_nanos_opt()?).ok()
 }
 
 fn rfc3339(ns: u64) -> String {
@@ -201,7 +215,15 @@ impl ReportBuilder {
     }
 
     /// The report; lost messages in the order of their message ids.
-    pub fn finish(mut self, window: Window) -> Report {
+    pub fn finish(self, window: Window) -> Report {
+        self.finish_over(window, None)
+    }
+
+    /// The report, its timeline's buckets sized to `bounds` (ns since the
+    /// epoch, `[since, until)`) when the window has both ends, else to the
+    /// spread of the losses.
+    pub fn finish_over(mut self, window: Window, bounds: Option<(u64, u64)>) -> Report {
+        let (step, timeline) = timeline(&self.lost_times, bounds);
         self.lost_messages
             .sort_by(|a, b| (&a.message_id, &a.group).cmp(&(&b.message_id, &b.group)));
         Report {
@@ -214,7 +236,8 @@ impl ReportBuilder {
             by_topic: self.counts.by_topic,
             by_group: self.counts.by_group,
             by_broker: self.counts.by_broker,
-            timeline: timeline(&self.lost_times),
+            timeline,
+            timeline_step_seconds: step / 1_000_000_000,
             funnel: FUNNEL
                 .iter()
                 .zip(self.funnel)
@@ -225,32 +248,39 @@ impl ReportBuilder {
     }
 }
 
-/// Losses per bucket: one minute, or wider so that there are at most 60 buckets.
-fn timeline(lost: &[(u64, String)]) -> Vec<TimelineBucket> {
-    let (Some(min), Some(max)) = (
-        lost.iter().map(|l| l.0).min(),
-        lost.iter().map(|l| l.0).max(),
-    ) else {
-        return Vec::new();
-    };
+/// Losses per bucket, and the bucket width in ns: one minute, or wider so
+/// that the window (or, unbounded, the spread of the losses) has at most 60.
+fn timeline(lost: &[(u64, String)], bounds: Option<(u64, u64)>) -> (u64, Vec<TimelineBucket>) {
     const MINUTE: u64 = 60_000_000_000;
+    let spread = match bounds {
+        Some((since, until)) if since < until => Some((since, until)),
+        _ => lost
+            .iter()
+            .map(|l| l.0)
+            .min()
+            .zip(lost.iter().map(|l| l.0).max()),
+    };
+    let Some((min, max)) = spread else {
+        return (MINUTE, Vec::new());
+    };
     let width = ((max - min) / 60).max(MINUTE).div_ceil(MINUTE) * MINUTE;
     let first = min / width * width;
     let mut buckets: BTreeMap<u64, BTreeMap<String, u64>> = BTreeMap::new();
-    for (t, hop) in lost {
+    for (t, hop) in lost.iter().filter(|(t, _)| *t >= first) {
         *buckets
             .entry((t - first) / width)
             .or_default()
             .entry(hop.clone())
             .or_default() += 1;
     }
-    buckets
+    let buckets = buckets
         .into_iter()
         .map(|(i, lost)| TimelineBucket {
             start: rfc3339(first + i * width),
             lost,
         })
-        .collect()
+        .collect();
+    (width, buckets)
 }
 
 impl Report {

@@ -21,7 +21,7 @@ pub mod stats;
 pub mod store;
 pub mod wal;
 
-pub use observer::{Plugins, SpanObserver};
+pub use observer::{Plugins, Routes, SpanObserver};
 pub use pipeline::{AcceptError, OpenError, Pipeline, PipelineOptions};
 pub use server::{CollectorConfig, RunningCollector, StartError};
 pub use stats::StatsSnapshot;

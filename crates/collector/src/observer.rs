@@ -33,22 +33,37 @@ pub trait SpanObserver: Send + Sync + 'static {
     fn indexed(&self, records: Vec<SpanRecord>);
 }
 
+/// Makes routes for the query API's router from the collector's store
+/// once it is open (with their own state applied).
+pub type Routes = Arc<dyn Fn(&SpanStore) -> axum::Router + Send + Sync>;
+
 /// What [`crate::server::start`] serves besides the collector's own parts.
 #[derive(Clone, Default)]
 pub struct Plugins {
     /// Told of every indexed span.
     pub observer: Option<Arc<dyn SpanObserver>>,
-    /// Routes merged into the query API's router (their own state applied).
-    pub routes: Option<axum::Router>,
+    /// Routes merged into the query API's router, in order.
+    pub routes: Vec<Routes>,
     /// Metric collectors encoded at `/metrics` after the collector's own.
     pub metrics: Vec<Arc<dyn Collector>>,
+}
+
+impl Plugins {
+    /// These plugins with more routes.
+    pub fn with_routes(
+        mut self,
+        routes: impl Fn(&SpanStore) -> axum::Router + Send + Sync + 'static,
+    ) -> Plugins {
+        self.routes.push(Arc::new(routes));
+        self
+    }
 }
 
 impl std::fmt::Debug for Plugins {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plugins")
             .field("observer", &self.observer.is_some())
-            .field("routes", &self.routes.is_some())
+            .field("routes", &self.routes.len())
             .field("metrics", &self.metrics.len())
             .finish()
     }

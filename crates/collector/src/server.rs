@@ -134,8 +134,8 @@ pub async fn start(config: CollectorConfig) -> Result<RunningCollector, StartErr
         crate::api::router(pipeline.store().clone(), Some(pipeline.clone())).merge(
             crate::metrics::router(pipeline.clone(), &config.plugins.metrics),
         );
-    if let Some(routes) = config.plugins.routes.clone() {
-        api_router = api_router.merge(routes);
+    for routes in &config.plugins.routes {
+        api_router = api_router.merge(routes(pipeline.store()));
     }
     let api_task = serve_axum("query api", api, api_router, until_stopped());
     tracing::info!(%grpc_addr, %http_addr, %api_addr, data = %config.data_dir.display(), "collector listening");

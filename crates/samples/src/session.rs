@@ -61,6 +61,11 @@ impl Session {
         self.collector.api_addr
     }
 
+    /// The collector's OTLP/HTTP address.
+    pub fn otlp_http_addr(&self) -> std::net::SocketAddr {
+        self.collector.http_addr
+    }
+
     /// The collector's store.
     pub fn store(&self) -> &lasthop_collector::SpanStore {
         self.collector.pipeline().store()

@@ -37,7 +37,6 @@ pub struct LiveEvent {
     pub judged_at: String,
     #[serde(flatten)]
     pub message: LostMessage,
-    pub broker: Option<String>,
     /// The verdict a late span changed, if one did.
     pub previous_verdict: Option<Verdict>,
 }

@@ -140,7 +140,10 @@ impl LiveJudge {
     pub fn plugins(&self) -> Plugins {
         Plugins {
             observer: Some(Arc::new(Observer(self.queue.clone(), self.shared.clone()))),
-            routes: Some(api::router(self.shared.clone())),
+            routes: vec![{
+                let shared = self.shared.clone();
+                Arc::new(move |_: &SpanStore| api::router(shared.clone()))
+            }],
             metrics: vec![Arc::new(LiveMetrics(self.shared.clone()))],
         }
     }
@@ -266,7 +269,6 @@ fn record(shared: &Shared, settled: Settled, now: u64) {
             event: kind,
             judged_at: rfc3339_ms(now),
             message: LostMessage::of(&message, v),
-            broker: message.broker.clone(),
             previous_verdict: before,
         });
         if let Some(webhook) = &shared.webhook {

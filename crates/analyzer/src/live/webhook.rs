@@ -125,13 +125,14 @@ mod tests {
                 keys: vec!["ORDER_1".into()],
                 topic: Some("paid".into()),
                 group: None,
+                broker: Some("b1".into()),
+                sent_at: None,
                 verdict: Verdict::LostAtFlush,
                 hop: Some("flush".into()),
                 cause: None,
                 explanation: "it was lost".into(),
                 fix: None,
             },
-            broker: Some("b1".into()),
             previous_verdict: None,
         }
     }

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use lasthop_analyzer::live::{LiveJudge, LiveOptions};
 use lasthop_collector::{CollectorConfig, PipelineOptions};
+use lasthop_ui::UiOptions;
 
 use crate::data_dir::DataDir;
 
@@ -22,8 +23,8 @@ pub struct CollectorArgs {
     /// OTLP/HTTP listen address (POST /v1/traces).
     #[arg(long, default_value = "127.0.0.1:4318", value_name = "ADDR")]
     pub otlp_http: SocketAddr,
-    /// Query API listen address (Jaeger-shaped /api/traces, /api/messages,
-    /// /api/stats, /api/live/losses, Prometheus /metrics).
+    /// Query API and web UI listen address (the pages at /, Jaeger-shaped
+    /// /api/traces, /api/messages, /api/stats, /api/live/losses, Prometheus /metrics).
     #[arg(long, default_value = "127.0.0.1:16686", value_name = "ADDR")]
     pub api: SocketAddr,
     /// Largest accepted request body in bytes, after decompression.
@@ -39,7 +40,8 @@ pub struct CollectorArgs {
           value_parser = clap::value_parser!(u64).range(10..))]
     pub commit_interval: u64,
     /// Seconds of silence after a message's last span before live judging
-    /// counts a loss verdict as final (alerts and `lasthop_messages_lost`).
+    /// counts a loss verdict as final (alerts and `lasthop_messages_lost`);
+    /// the web UI judges with the same grace.
     /// Keep it above the time a crashed consumer takes to come back: a
     /// redelivery after it is reported as a recovery of a loss already
     /// alerted. Delivered messages are counted as soon as every group has them.
@@ -109,6 +111,11 @@ pub fn run(args: CollectorArgs) -> anyhow::Result<ExitCode> {
         if let Some(live) = &live {
             config.plugins = live.plugins();
         }
+        let ui = UiOptions {
+            grace_ns: (args.live_grace * 1e9) as u64,
+            groups: args.groups.clone(),
+        };
+        config.plugins = lasthop_ui::with_ui(std::mem::take(&mut config.plugins), ui);
         let running = lasthop_collector::server::start(config).await?;
         println!(
             "lasthop collector: otlp grpc {} | otlp http {} | api http://{}",

@@ -48,6 +48,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "  lasthop report --data {} --grace 0 --format html --out report.html",
         data.display()
     );
+    println!(
+        "  lasthop ui --data {} --grace 0      # then open http://127.0.0.1:16686/",
+        data.display()
+    );
     Ok(if wrong == 0 {
         ExitCode::SUCCESS
     } else {

@@ -13,6 +13,7 @@ mod ingest;
 mod produce;
 mod query;
 mod report;
+mod ui;
 mod watch;
 
 use std::process::ExitCode;
@@ -30,6 +31,7 @@ use ingest::IngestArgs;
 use produce::ProduceArgs;
 use query::QueryArgs;
 use report::ReportArgs;
+use ui::UiArgs;
 use watch::WatchArgs;
 
 /// lasthop: end-to-end message tracing and message-loss diagnosis.
@@ -56,6 +58,10 @@ pub enum Command {
     /// A loss report over the store or over files: verdict totals, losses by
     /// hop, topic, group and broker, a timeline, and every lost message.
     Report(ReportArgs),
+    /// Serve the web UI (search, a message's path, the loss report) over a
+    /// data directory with no collector running; `lasthop collector` serves
+    /// the same pages on its API address.
+    Ui(UiArgs),
     /// Print a running collector's losses as its live judge finds them, one
     /// line each; with --fail-on-loss, exit 3 at the first.
     Watch(WatchArgs),
@@ -81,7 +87,7 @@ pub enum Command {
 /// emit spans set up logging together with their exporter instead.
 pub fn init_logging(command: &Command) {
     let default = match command {
-        Command::Collector(_) => "info",
+        Command::Collector(_) | Command::Ui(_) => "info",
         Command::Broker(_)
         | Command::Produce(_)
         | Command::Consume(_)
@@ -105,6 +111,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Query(args) => query::run(args),
         Command::Ingest(args) => ingest::run(args),
         Command::Report(args) => report::run(args),
+        Command::Ui(args) => ui::run(args),
         Command::Watch(args) => watch::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Campaign(args) => campaign::run(args),

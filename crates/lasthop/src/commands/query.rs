@@ -1,17 +1,17 @@
-//! `lasthop query`: the spans of a trace, message id or business key,
-//! grouped per message, as a timeline.
+//! `lasthop query`: the path of each message a trace id, message id or
+//! business key finds (the analyzer's [`lasthop_analyzer::path`], which the
+//! web UI shows too), as a timeline with its verdicts.
 
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use lasthop_analyzer::report::{Window, rfc3339_ms};
-use lasthop_analyzer::{Evidence, JudgedAt, MessageVerdicts};
+use lasthop_analyzer::JudgedAt;
+use lasthop_analyzer::path::{Lookup, MessagePath, Role, outcome, paths, paths_json, time_text};
+use lasthop_analyzer::report::Window;
 use lasthop_collector::SpanStore;
-use lasthop_collector::api::jaeger::lifted_attributes;
-use lasthop_collector::messages::{MessageSpans, group_by_message};
 use lasthop_vocab::SpanRecord;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use crate::data_dir::DataDir;
 use crate::flags::{Judging, OutputFormat};
@@ -42,56 +42,38 @@ pub struct QueryArgs {
 }
 
 pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
-    let (kind, value) = match (&args.trace_id, &args.msg_id, &args.key) {
-        (Some(t), _, _) => ("trace_id", t.trim().to_ascii_lowercase()),
-        (_, Some(m), _) => ("msg_id", m.clone()),
-        (_, _, Some(k)) => ("key", k.clone()),
+    let lookup = match (&args.trace_id, &args.msg_id, &args.key) {
+        (Some(t), _, _) => Lookup::TraceId(t.trim().to_ascii_lowercase()),
+        (_, Some(m), _) => Lookup::MessageId(m.clone()),
+        (_, _, Some(k)) => Lookup::Key(k.clone()),
         _ => bail!("give --trace-id, --msg-id or --key"),
     };
-    if kind == "trace_id" && !(value.len() == 32 && value.bytes().all(|b| b.is_ascii_hexdigit())) {
-        bail!("--trace-id must be 32 hex digits, got {value:?}");
+    if let Lookup::TraceId(t) = &lookup
+        && !(t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        bail!("--trace-id must be 32 hex digits, got {t:?}");
     }
     let (all, newest) = match &args.server {
         Some(url) => {
-            let all = fetch(url, kind, &value)?;
+            let all = fetch(url, &lookup)?;
             let newest = all.iter().map(|s| s.start_ns).max();
             (all, newest)
         }
         None => {
             let store = SpanStore::open(&args.data.path)?;
-            let found = match kind {
-                "trace_id" => store.by_trace_id(&value)?,
-                "msg_id" => store.by_message_id(&value)?,
-                _ => store.by_key(&value)?,
-            };
-            (store.with_context(found)?, store.newest_start_ns()?)
+            (lookup.find(&store)?, store.newest_start_ns()?)
         }
     };
     let at = JudgedAt::resolve(args.judging.now()?, newest, None);
-    // The lookup's own spans; the rest is context for the analysis.
-    let wanted = |r: &SpanRecord| match kind {
-        "trace_id" => r.trace_id == value,
-        "msg_id" => r.message_id.as_deref() == Some(value.as_str()),
-        _ => r.keys.contains(&value),
-    };
-    let records: Vec<SpanRecord> = all.iter().filter(|r| wanted(r)).cloned().collect();
-    let options = args.judging.options(at);
-    let judged = Window::new(None, None, at).judged().unwrap_or_default();
-    let verdicts = lasthop_analyzer::analyze(&Evidence::new(&all), &options);
-    let messages = group_by_message(&records);
-    let verdict_of = |m: &MessageSpans| {
-        m.message_id
-            .as_deref()
-            .and_then(|id| verdicts.iter().find(|v| v.message_id == id))
-    };
+    let found = paths(&all, &lookup, &args.judging.options(at));
     match args.format {
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&json_output(&messages, &verdict_of, at))?
-        ),
+        OutputFormat::Json => {
+            println!("{}", serde_json::to_string_pretty(&paths_json(&found, at))?)
+        }
         OutputFormat::Text => {
-            print!("{}", text_output(kind, &value, &messages, &verdict_of));
-            if !messages.is_empty() {
+            print!("{}", text_output(&lookup, &found));
+            if !found.is_empty() {
+                let judged = Window::new(None, None, at).judged().unwrap_or_default();
                 println!("\n{judged}");
             }
         }
@@ -100,11 +82,16 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Asks a collector's `/api/spans`.
-fn fetch(url: &str, kind: &str, value: &str) -> anyhow::Result<Vec<SpanRecord>> {
+fn fetch(url: &str, lookup: &Lookup) -> anyhow::Result<Vec<SpanRecord>> {
+    let kind = match lookup {
+        Lookup::TraceId(_) => "trace_id",
+        Lookup::MessageId(_) => "msg_id",
+        Lookup::Key(_) => "key",
+    };
     let endpoint = format!("{}/api/spans", url.trim_end_matches('/'));
     let response = reqwest::blocking::Client::new()
         .get(&endpoint)
-        .query(&[(kind, value), ("context", "true")])
+        .query(&[(kind, lookup.value()), ("context", "true")])
         .send()
         .with_context(|| format!("cannot reach {endpoint}"))?;
     let status = response.status();
@@ -120,69 +107,6 @@ fn fetch(url: &str, kind: &str, value: &str) -> anyhow::Result<Vec<SpanRecord>> 
     }
     serde_json::from_value(body["spans"].clone())
         .with_context(|| format!("{endpoint} sent spans lasthop cannot read"))
-}
-
-/// The hop as a timeline entry: `{hop, service, time, outcome, trace_id, span_id, attributes}`.
-fn hop_json(r: &SpanRecord) -> Value {
-    let attributes: Map<String, Value> = lifted_attributes(r)
-        .into_iter()
-        .filter(|a| a.key != "lasthop.hop")
-        .map(|a| (a.key, serde_json::to_value(a.value).unwrap_or(Value::Null)))
-        .collect();
-    json!({
-        "hop": r.hop.map(|h| h.as_str()),
-        "name": r.name,
-        "service": r.service,
-        "time": time_text(r.start_ns),
-        "outcome": outcome(r),
-        "trace_id": r.trace_id,
-        "span_id": r.span_id,
-        "attributes": attributes,
-    })
-}
-
-fn json_output<'a>(
-    messages: &[MessageSpans],
-    verdict_of: &dyn Fn(&MessageSpans) -> Option<&'a MessageVerdicts>,
-    at: JudgedAt,
-) -> Value {
-    let messages: Vec<Value> = messages
-        .iter()
-        .map(|m| {
-            let v = verdict_of(m);
-            json!({
-                "message_id": m.message_id,
-                "keys": m.keys,
-                "topic": m.topic,
-                "trace_ids": m.trace_ids,
-                "process_count": v.map_or(0, |v| v.process_count),
-                "send_indeterminate": v.is_some_and(|v| v.send_indeterminate),
-                "verdicts": v.map_or(Value::Array(vec![]), |v| serde_json::to_value(&v.verdicts).unwrap_or(Value::Null)),
-                "hops": m.spans.iter().map(hop_json).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    json!({
-        "messages": messages,
-        "judged_at": rfc3339_ms(at.ns),
-        "judged_at_from": at.from,
-    })
-}
-
-fn outcome(r: &SpanRecord) -> String {
-    match (&r.error_type, r.is_error()) {
-        (Some(t), _) => format!("error: {t}"),
-        (None, true) => "error".into(),
-        (None, false) => "ok".into(),
-    }
-}
-
-fn time_text(ns: u64) -> String {
-    let secs = (ns / 1_000_000_000) as i64;
-    let nanos = (ns % 1_000_000_000) as u32;
-    chrono::DateTime::from_timestamp(secs, nanos)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
-        .unwrap_or_else(|| ns.to_string())
 }
 
 /// Where a span sits: broker, offsets, queue, group, whichever it has.
@@ -212,26 +136,20 @@ fn place(r: &SpanRecord) -> String {
     parts.join(", ")
 }
 
-fn text_output<'a>(
-    kind: &str,
-    value: &str,
-    messages: &[MessageSpans],
-    verdict_of: &dyn Fn(&MessageSpans) -> Option<&'a MessageVerdicts>,
-) -> String {
+fn text_output(lookup: &Lookup, paths: &[MessagePath]) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let label = match kind {
-        "trace_id" => "trace",
-        "msg_id" => "message id",
-        _ => "key",
-    };
-    if messages.is_empty() {
+    let (label, value) = (lookup.label(), lookup.value());
+    if paths.is_empty() {
         let _ = writeln!(out, "no spans found for {label} {value}");
         return out;
     }
-    let spans: usize = messages.iter().map(|m| m.spans.len()).sum();
-    let _ = writeln!(out, "{spans} spans for {label} {value}\n");
-    for m in messages {
+    let own: usize = paths
+        .iter()
+        .map(|m| m.hops.iter().filter(|h| h.role == Role::Own).count())
+        .sum();
+    let _ = writeln!(out, "{own} spans for {label} {value}\n");
+    for m in paths {
         let id = m.message_id.as_deref().unwrap_or("(no message id)");
         let _ = write!(out, "message {id}");
         if !m.keys.is_empty() {
@@ -241,11 +159,19 @@ fn text_output<'a>(
             let _ = write!(out, "  topic {t}");
         }
         let _ = writeln!(out);
-        for r in &m.spans {
+        for h in &m.hops {
+            let r = &h.span;
             let hop = r.hop.map_or("-", |h| h.as_str());
+            // Spans of others on this message's path say why they are there;
+            // a `*` marks the spans a verdict cites.
+            let mark = if h.evidence_for.is_empty() { ' ' } else { '*' };
+            let role = match h.role {
+                Role::Own => String::new(),
+                other => format!("  [{}]", other.as_str()),
+            };
             let _ = writeln!(
                 out,
-                "  {}  {hop:<10} {:<18} {:<24} {:<10} {}",
+                " {mark}{}  {hop:<10} {:<18} {:<24} {:<10} {}{role}",
                 time_text(r.start_ns),
                 truncate(&r.service, 18),
                 truncate(&r.name, 24),
@@ -253,10 +179,16 @@ fn text_output<'a>(
                 place(r)
             );
         }
+        for note in &m.notes {
+            let _ = writeln!(out, "  note: {note}");
+        }
         if !m.trace_ids.is_empty() {
             let _ = writeln!(out, "  traces: {}", m.trace_ids.join(", "));
         }
-        if let Some(v) = verdict_of(m) {
+        if m.hops.iter().any(|h| !h.evidence_for.is_empty()) {
+            let _ = writeln!(out, "  (* the verdict's evidence)");
+        }
+        if let Some(v) = &m.verdicts {
             if v.process_count > 1 {
                 let _ = writeln!(out, "  processed {} times (duplicates)", v.process_count);
             }

@@ -239,13 +239,15 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     };
     let window = |at| Window::new(args.since.clone(), args.until.clone(), at);
     let window_ns = (since.unwrap_or(0), until.unwrap_or(u64::MAX));
+    // A window with both ends has its timeline's buckets sized to it.
+    let bounds = since.zip(until);
     let input_bytes: u64 = (args.inputs.iter())
         .filter_map(|p| std::fs::metadata(p).ok())
         .map(|m| m.len())
         .sum();
     let from_store = |store: &SpanStore| -> anyhow::Result<_> {
         let at = JudgedAt::resolve(now, store.newest_start_ns()?, until);
-        Ok(judge_store(store, window_ns, &judging(at))?.finish(window(at)))
+        Ok(judge_store(store, window_ns, &judging(at))?.finish_over(window(at), bounds))
     };
     let report = if args.server.is_none() && args.inputs.is_empty() {
         from_store(&SpanStore::open(&args.data.path)?)?
@@ -256,7 +258,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     } else {
         let spans = read_spans(&args, since, until)?;
         let at = JudgedAt::resolve(now, spans.iter().map(|s| s.start_ns).max(), until);
-        judge_spans(&spans, &options(at))?.finish(window(at))
+        judge_spans(&spans, &options(at))?.finish_over(window(at), bounds)
     };
     let text = match args.format {
         ReportFormat::Text => report.to_text(),

@@ -124,7 +124,8 @@ impl Filters {
     }
 }
 
-fn found(p: &MessagePath) -> Option<Found> {
+/// A path's row of the results (none for spans that name no message).
+fn row_of(p: &MessagePath) -> Option<Found> {
     let start = p.hops.iter().map(|h| h.span.start_ns).min();
     Some(Found {
         message_id: p.message_id.clone()?,
@@ -164,7 +165,7 @@ fn search(state: &UiState, lookup: Option<Lookup>, f: &Filters) -> Result<Result
             let all = lookup.find(&store).map_err(UiError::internal)?;
             let found: Vec<Found> = paths(&all, &lookup, &rules)
                 .iter()
-                .filter_map(found)
+                .filter_map(row_of)
                 .collect();
             (found, "lookup", false)
         }
@@ -212,7 +213,7 @@ fn search(state: &UiState, lookup: Option<Lookup>, f: &Filters) -> Result<Result
                 |r: &SpanRecord| r.message_id.as_deref().is_some_and(|id| ids.contains(id));
             let found = paths_of(&all, wanted, &rules)
                 .iter()
-                .filter_map(found)
+                .filter_map(row_of)
                 .collect();
             (found, "recent", more)
         }

@@ -30,6 +30,41 @@ pub enum Lookup {
 }
 
 impl Lookup {
+    /// A trace id lookup from text (either case, spaces around it
+    /// ignored), or why the text is not a trace id.
+    pub fn trace_id(text: &str) -> Result<Lookup, String> {
+        let t = text.trim().to_ascii_lowercase();
+        if t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(Lookup::TraceId(t))
+        } else {
+            Err(format!("a trace id is 32 hex digits, got {t:?}"))
+        }
+    }
+
+    /// The lookup named by query parameters (`trace_id`, else `msg_id`,
+    /// else `key`; empty ones ignored), as lasthop's APIs take them.
+    pub fn from_params<'p>(
+        get: impl Fn(&str) -> Option<&'p str>,
+    ) -> Result<Option<Lookup>, String> {
+        let get = |name: &str| get(name).map(str::trim).filter(|v| !v.is_empty());
+        if let Some(t) = get("trace_id") {
+            return Lookup::trace_id(t).map(Some);
+        }
+        if let Some(m) = get("msg_id") {
+            return Ok(Some(Lookup::MessageId(m.to_owned())));
+        }
+        Ok(get("key").map(|k| Lookup::Key(k.to_owned())))
+    }
+
+    /// The query parameter that names it in lasthop's APIs.
+    pub fn param(&self) -> &'static str {
+        match self {
+            Lookup::TraceId(_) => "trace_id",
+            Lookup::MessageId(_) => "msg_id",
+            Lookup::Key(_) => "key",
+        }
+    }
+
     /// Whether `r` is one of the spans the lookup asks for.
     pub fn matches(&self, r: &SpanRecord) -> bool {
         match self {

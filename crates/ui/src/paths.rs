@@ -34,20 +34,7 @@ impl UiState {
 
 /// The lookup a request asks for, if any (`trace_id`, `msg_id` or `key`).
 pub(crate) fn lookup(params: &HashMap<String, String>) -> Result<Option<Lookup>, UiError> {
-    let get = |name: &str| params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
-    if let Some(t) = get("trace_id") {
-        let t = t.to_ascii_lowercase();
-        if !(t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit())) {
-            return Err(UiError::bad_request(format!(
-                "a trace id is 32 hex digits, got {t:?}"
-            )));
-        }
-        return Ok(Some(Lookup::TraceId(t)));
-    }
-    if let Some(m) = get("msg_id") {
-        return Ok(Some(Lookup::MessageId(m.to_owned())));
-    }
-    Ok(get("key").map(|k| Lookup::Key(k.to_owned())))
+    Lookup::from_params(|name| params.get(name).map(String::as_str)).map_err(UiError::bad_request)
 }
 
 pub(crate) async fn handler(

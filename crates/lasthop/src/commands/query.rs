@@ -43,16 +43,11 @@ pub struct QueryArgs {
 
 pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let lookup = match (&args.trace_id, &args.msg_id, &args.key) {
-        (Some(t), _, _) => Lookup::TraceId(t.trim().to_ascii_lowercase()),
+        (Some(t), _, _) => Lookup::trace_id(t).map_err(|e| anyhow::anyhow!("--trace-id: {e}"))?,
         (_, Some(m), _) => Lookup::MessageId(m.clone()),
         (_, _, Some(k)) => Lookup::Key(k.clone()),
         _ => bail!("give --trace-id, --msg-id or --key"),
     };
-    if let Lookup::TraceId(t) = &lookup
-        && !(t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()))
-    {
-        bail!("--trace-id must be 32 hex digits, got {t:?}");
-    }
     let (all, newest) = match &args.server {
         Some(url) => {
             let all = fetch(url, &lookup)?;
@@ -83,15 +78,10 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
 
 /// Asks a collector's `/api/spans`.
 fn fetch(url: &str, lookup: &Lookup) -> anyhow::Result<Vec<SpanRecord>> {
-    let kind = match lookup {
-        Lookup::TraceId(_) => "trace_id",
-        Lookup::MessageId(_) => "msg_id",
-        Lookup::Key(_) => "key",
-    };
     let endpoint = format!("{}/api/spans", url.trim_end_matches('/'));
     let response = reqwest::blocking::Client::new()
         .get(&endpoint)
-        .query(&[(kind, lookup.value()), ("context", "true")])
+        .query(&[(lookup.param(), lookup.value()), ("context", "true")])
         .send()
         .with_context(|| format!("cannot reach {endpoint}"))?;
     let status = response.status();
